@@ -1,0 +1,163 @@
+"""The `forescale` command line: replay a trace through a policy, benchmark policies, generate workloads.
+
+    forescale replay --trace TRACE.csv --out DECISIONS.csv [--policy predictive] [--targets SIDECAR.json]
+    forescale replay --builtin --out DECISIONS.csv          # the built-in generated workload
+    forescale bench replay [--traces DIR] [--out docs/benchmarks.md]
+    forescale generate --out TRACE.csv [--days 9] [--seed 7]
+
+Exit codes: 0 success, 2 bad input (the message names the file and line, or the bad option).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from forescale.domain.policies import POLICY_NAMES
+from forescale.replay.trace import TraceError
+
+
+def _param(text: str) -> tuple[str, float | int | bool]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--param wants NAME=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    value: float | int | bool
+    if raw.lower() in ("true", "false"):
+        value = raw.lower() == "true"
+    else:
+        try:
+            value = int(raw)
+        except ValueError:
+            try:
+                value = float(raw)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"--param {key}: {raw!r} is not a number") from None
+    return key, value
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="forescale", description="Predictive capacity for Lambda and SageMaker.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    rp = sub.add_parser("replay", help="replay a canonical trace through a policy and write the decisions CSV")
+    src = rp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--trace", type=Path, help="canonical trace CSV (timestamp,target,requests)")
+    src.add_argument("--builtin", action="store_true", help="use the built-in generated workload")
+    rp.add_argument("--out", type=Path, required=True, help="decisions CSV to write")
+    rp.add_argument("--policy", choices=POLICY_NAMES, default="predictive")
+    rp.add_argument("--targets", type=Path, help="sidecar JSON (default: <trace>.targets.json)")
+    rp.add_argument("--only", nargs="+", metavar="TARGET", help="replay only these targets")
+    rp.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
+                    help="policy parameter, e.g. sizing_quantile=0.95 (repeatable)")
+    rp.add_argument("--days", type=float, default=9, help="--builtin: days to generate (default 9)")
+    rp.add_argument("--seed", type=int, default=7, help="--builtin: generator seed (default 7)")
+    rp.add_argument("--no-score", action="store_true", help="skip the evaluation summary")
+    rp.add_argument("--compare", nargs="*", choices=POLICY_NAMES, default=None,
+                    help="also replay these policies and print them side by side")
+
+    bp = sub.add_parser("bench", help="benchmarks")
+    bsub = bp.add_subparsers(dest="bench", required=True)
+    br = bsub.add_parser("replay", help="policies × traces table (docs/benchmarks.md)")
+    br.add_argument("--traces", type=Path, default=Path(__file__).resolve().parents[4] / ".." / "shared" / "traces")
+    br.add_argument("--only", nargs="+", metavar="TRACE", help="trace names (without .csv)")
+    br.add_argument("--out", type=Path, default=None, help="write the markdown table here")
+    br.add_argument("--json", type=Path, default=None, help="write the raw results here")
+
+    gp = sub.add_parser("generate", help="write the built-in workload as a canonical trace")
+    gp.add_argument("--out", type=Path, required=True)
+    gp.add_argument("--days", type=float, default=9)
+    gp.add_argument("--seed", type=int, default=7)
+    return ap
+
+
+def _fmt(x: float | None, nd: int = 3) -> str:
+    return "-" if x is None else f"{x:.{nd}f}"
+
+
+def _print_scores(label_scores: Sequence[tuple[str, Any]]) -> None:
+    print(f"{'policy':16} {'target':28} {'miss %':>8} {'capacity $':>11} {'x oracle':>9} {'changes':>8}")
+    for label, score in label_scores:
+        for name, r in score.targets.items():
+            print(f"{label:16} {name[:28]:28} {r.miss_pct:8.3f} {r.capacity_cost_usd:11.2f} "
+                  f"{_fmt(r.capacity_vs_oracle):>9} {r.api_calls:8d}")
+        o = score.overall()
+        print(f"{label:16} {'OVERALL':28} {o.miss_pct:8.3f} {o.capacity_cost_usd:11.2f} "
+              f"{_fmt(o.capacity_vs_oracle):>9} {o.api_calls:8d}")
+
+
+def _cmd_replay(a: argparse.Namespace) -> int:
+    from forescale.replay.engine import ReplayConfig, replay, write_decisions
+    from forescale.replay.evaluate import evaluate
+    from forescale.replay.trace import load_trace, select_targets, write_trace
+
+    if a.builtin:
+        from forescale.replay.workload import generate
+
+        trace = generate(days=a.days, seed=a.seed)
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        trace_path = write_trace(trace, a.out.with_name(a.out.stem + ".trace.csv"))
+        print(f"built-in workload: {trace.steps} steps × {len(trace.targets)} targets, seed {a.seed} → {trace_path}")
+    else:
+        trace = load_trace(a.trace, a.targets)
+    trace = select_targets(trace, a.only)
+    params = dict(a.param)
+    cfg = ReplayConfig(policy=a.policy, policy_params=params)
+    try:
+        result = replay(trace, cfg)
+    except (TypeError, ValueError) as e:
+        print(f"forescale replay: {e}", file=sys.stderr)
+        return 2
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    write_decisions(result.rows, str(a.out))
+    print(f"replay {a.policy}: {result.steps} steps × {result.targets} targets, {len(result.rows)} capacity changes, "
+          f"{result.forecasts} forecasts ({result.refits_on_drift} on drift), wall {result.wall_s:.1f} s "
+          f"(forecasting {result.forecast_s:.1f} s) → {a.out}")
+    if result.models:
+        print("models: " + ", ".join(f"{k}={v}" for k, v in sorted(result.models.items())))
+    if a.no_score:
+        return 0
+    scores = [(a.policy, evaluate(trace, result.rows))]
+    for other in a.compare or []:
+        if other != a.policy:
+            scores.append((other, evaluate(trace, replay(trace, ReplayConfig(policy=other)).rows)))
+    _print_scores(scores)
+    return 0
+
+
+def _cmd_bench(a: argparse.Namespace) -> int:
+    from forescale.replay.bench import run_bench
+
+    return run_bench(a.traces, a.only, a.out, a.json)
+
+
+def _cmd_generate(a: argparse.Namespace) -> int:
+    from forescale.replay.trace import write_trace
+    from forescale.replay.workload import generate
+
+    path = write_trace(generate(days=a.days, seed=a.seed), a.out)
+    print(f"wrote {path} and {path.with_suffix('.targets.json')}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = _build_parser().parse_args(argv)
+    try:
+        if a.command == "replay":
+            return _cmd_replay(a)
+        if a.command == "bench":
+            return _cmd_bench(a)
+        return _cmd_generate(a)
+    except TraceError as e:
+        print(f"forescale {a.command}: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, json.JSONDecodeError) as e:
+        print(f"forescale {a.command}: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

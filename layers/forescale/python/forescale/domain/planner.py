@@ -1,0 +1,145 @@
+"""The planner: one target's policy plus the guardrail chain, producing audited decisions.
+
+The same code runs in the plan Lambda, in `forescale replay` and in the local demo.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from forescale.domain.decision import Decision, Recommendation
+from forescale.domain.forecast import Forecast
+from forescale.domain.guardrails import (
+    DEFAULT_CHAIN,
+    AccountHeadroom,
+    Guardrail,
+    GuardrailContext,
+    GuardrailSettings,
+    apply_chain,
+)
+from forescale.domain.policies import Policy
+from forescale.domain.targets import Target
+
+
+@dataclass(frozen=True, slots=True)
+class StepInput:
+    """What the planner knows at `now` beyond the policy's own history."""
+
+    now: int
+    applied: int | None = None  # capacity actually in effect (read back from AWS, or simulated)
+    account: AccountHeadroom | None = None
+
+
+def default_settings(target: Target) -> GuardrailSettings:
+    """Guardrails for a target with nothing configured: its bounds, a scale-in stabilisation of one lead time."""
+    return GuardrailSettings(
+        min_capacity=target.min_capacity,
+        max_capacity=target.max_capacity,
+        stabilisation_window_s=0,
+    )
+
+
+class Planner:
+    """Runs a policy and the guardrails for one target and remembers what it requested."""
+
+    def __init__(
+        self,
+        target: Target,
+        policy: Policy,
+        settings: GuardrailSettings | None = None,
+        chain: tuple[Guardrail, ...] = DEFAULT_CHAIN,
+        initial_capacity: int | None = None,
+    ) -> None:
+        self.target = target
+        self.policy = policy
+        self.settings = settings or default_settings(target)
+        self.chain = chain
+        if initial_capacity is None:
+            initial_capacity = 0 if target.is_lambda else target.min_capacity
+        self.requested = initial_capacity
+        self.requested_type: str | None = None if target.is_lambda else target.instance(None).name
+        self.last_change_at: int | None = None
+        self.type_switch_until = -(10**12)
+        window = max(self.settings.stabilisation_window_s // policy.step_s + 2, 2)
+        self.recent: deque[tuple[int, int]] = deque(maxlen=window)
+        self.forecast: Forecast | None = None
+        self.refit_requested = False
+
+    def observe(self, ts: int, rate_rps: float | None) -> None:
+        """Feed the finished step starting at `ts` (None: the metric is missing)."""
+        self.policy.observe(ts, rate_rps)
+
+    def use_forecast(self, forecast: Forecast) -> None:
+        self.forecast = forecast
+        self.policy.use_forecast(forecast)
+        self.refit_requested = False
+
+    def decide(self, step: StepInput) -> Decision:
+        """One planning step: the policy recommends, the guardrails shape, and the decision is recorded."""
+        now = step.now
+        applied = self.requested if step.applied is None else step.applied
+        rec = self.policy.recommend(now, self.requested, applied, self.requested_type)
+        if rec.refit:
+            self.refit_requested = True
+        missing = self.policy.history.last_missing
+        new_type = rec.instance_type
+        in_switch = now < self.type_switch_until
+        if in_switch:
+            # A blue/green type switch is in flight: AWS rejects a second update until it completes.
+            return self._record(now, self.requested, rec, (), ("in-flight: type switch in progress, holding",),
+                                None, missing, applied)
+        ctx = GuardrailContext(
+            now=now,
+            current=self.requested,
+            settings=self.settings,
+            unit_price_per_hour=self.target.price_per_unit_hour(new_type or self.requested_type),
+            data_missing=missing,
+            last_change_at=self.last_change_at,
+            recent_recommendations=tuple(self.recent),
+            account=step.account if self.target.is_lambda else None,
+        )
+        proposal = apply_chain(rec.capacity, ctx, self.chain)
+        self.recent.append((now, rec.capacity))
+        return self._record(now, proposal.capacity, rec, proposal.shaped_by, proposal.notes, new_type, missing, applied)
+
+    def _record(
+        self,
+        now: int,
+        capacity: int,
+        rec: Recommendation,
+        shaped_by: tuple[str, ...],
+        notes: tuple[str, ...],
+        new_type: str | None,
+        missing: bool,
+        applied: int,
+    ) -> Decision:
+        previous, previous_type = self.requested, self.requested_type
+        reason = rec.reason + ("; " + "; ".join(notes) if notes else "")
+        if missing:
+            reason = f"metrics missing for {self.policy.history.missing_run} step(s); " + reason
+        decision = Decision(
+            target=self.target.name,
+            decided_at=now,
+            capacity=capacity,
+            previous=previous,
+            recommended=rec.capacity,
+            policy=self.policy.name,
+            reason=reason,
+            instance_type=new_type,
+            previous_instance_type=previous_type,
+            shaped_by=shaped_by,
+            demand_rps=rec.demand_rps,
+            observed_rps=None if missing else self.policy.history.last,
+            band=rec.band,
+            data_missing=missing,
+            refit=rec.refit,
+            inputs={"applied": applied},
+        )
+        if decision.changed:
+            self.last_change_at = now
+            self.requested = capacity
+            if decision.type_change:
+                self.requested_type = new_type
+                self.type_switch_until = now + self.target.lead_times.type_change_s
+        return decision
