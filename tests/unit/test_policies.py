@@ -1,0 +1,211 @@
+"""Policies and the planner: what each recommends from a given history, as tables where possible."""
+
+from __future__ import annotations
+
+import pytest
+
+from forescale.domain.forecast import Forecast
+from forescale.domain.guardrails import GuardrailSettings
+from forescale.domain.planner import Planner, StepInput
+from forescale.domain.policies import (
+    PredictivePolicy,
+    ReactivePolicy,
+    SeasonalNaivePolicy,
+    StaticPolicy,
+    TargetTrackingPolicy,
+    make_policy,
+    size_for_rate,
+)
+from forescale.domain.sizing import lambda_concurrency_for
+from forescale.domain.targets import InstanceType, Target, TargetKind
+
+STEP = 60
+FN = Target("fn", TargetKind.LAMBDA_PROVISIONED, duration_s=0.2, max_capacity=5000)
+GPU = Target(
+    "gpu",
+    TargetKind.SAGEMAKER_INSTANCE_TYPE,
+    min_capacity=1,
+    catalog=(InstanceType("ml.g5.xlarge", 1.4, 10.0), InstanceType("ml.g4dn.xlarge", 0.74, 4.0)),
+)
+
+
+def feed(policy, rates, start=0):
+    for i, r in enumerate(rates):
+        policy.observe(start + i * STEP, r)
+    return start + len(rates) * STEP
+
+
+@pytest.mark.parametrize(
+    ("window", "headroom", "rates", "sized_rate"),
+    [
+        (1, 1.0, [10, 50, 20], 20),
+        (3, 1.0, [10, 50, 20], 50),
+        (3, 1.2, [10, 50, 20], 60),
+        (2, 1.5, [0, 0, 0], 0),
+    ],
+)
+def test_reactive_sizes_the_recent_peak_times_headroom(window, headroom, rates, sized_rate) -> None:
+    p = ReactivePolicy(FN, STEP, window=window, headroom=headroom)
+    now = feed(p, rates)
+    rec = p.recommend(now, 0, 0, None)
+    assert rec.capacity == size_for_rate(FN, sized_rate)
+    assert "reactive" in rec.reason
+
+
+def test_given_missing_samples_when_reactive_reads_history_then_they_hold_the_last_value() -> None:
+    p = ReactivePolicy(FN, STEP, window=1, headroom=1.0)
+    now = feed(p, [100, None, None])
+    assert p.recommend(now, 0, 0, None).capacity == size_for_rate(FN, 100)
+
+
+def test_static_never_lowers_capacity() -> None:
+    p = StaticPolicy(FN, STEP, headroom=1.2)
+    now = feed(p, [100, 10, 5])
+    high = p.recommend(now, 0, 0, None).capacity
+    assert high == size_for_rate(FN, 120)
+    assert p.recommend(now, high + 7, high + 7, None).capacity == high + 7
+
+
+def test_given_a_day_of_history_when_seasonal_naive_recommends_then_it_uses_yesterday() -> None:
+    p = SeasonalNaivePolicy(FN, STEP, headroom=1.0)
+    day = 86_400 // STEP
+    rates = [10.0] * day
+    rates[5] = 500.0  # yesterday, around the step that starts now+... within the lead window
+    now = feed(p, rates)
+    # Steps i-day .. i-day+lead(2): indices 0..2 of yesterday; index 5 is outside it.
+    assert p.recommend(now, 0, 0, None).capacity == size_for_rate(FN, 10)
+    now = feed(p, [10.0, 10.0, 10.0], start=now)
+    assert p.recommend(now, 0, 0, None).capacity == size_for_rate(FN, 500)
+
+
+def test_given_under_a_day_when_seasonal_naive_recommends_then_it_reacts() -> None:
+    p = SeasonalNaivePolicy(FN, STEP)
+    now = feed(p, [40.0] * 10)
+    rec = p.recommend(now, 0, 0, None)
+    assert rec.capacity == size_for_rate(FN, 60) and "under a day" in rec.reason
+
+
+def test_given_saturated_utilisation_for_3_datapoints_when_target_tracking_then_it_scales_out() -> None:
+    p = TargetTrackingPolicy(FN, STEP)
+    assert p.recommend(0, 0, 0, None).capacity == 1  # initial
+    cap = 1
+    caps = []
+    for i in range(1, 6):
+        p.observe((i - 1) * STEP, 200.0)  # 40 concurrent on 1 environment: utilisation saturates at 100 %
+        rec = p.recommend(i * STEP, cap, cap, None)
+        caps.append(rec.capacity)
+        cap = rec.capacity
+    # No change for the first two datapoints; the third scales out, but only by 100 %/70 % (saturation).
+    assert caps[:2] == [1, 1]
+    assert caps[2] == 2
+
+
+def test_given_low_utilisation_for_15_datapoints_when_target_tracking_then_it_scales_in() -> None:
+    p = TargetTrackingPolicy(FN, STEP)
+    p.recommend(0, 100, 100, None)
+    caps = []
+    for i in range(1, 17):
+        p.observe((i - 1) * STEP, 50.0)  # 10 concurrent on 100: 10 %
+        caps.append(p.recommend(i * STEP, 100, 100, None).capacity)
+    assert caps[:14] == [100] * 14
+    assert caps[14] == 15  # ceil(100 * 0.1 / 0.7)
+
+
+def _flat_forecast(start: int, rate_path: list[float]) -> Forecast:
+    path = tuple(rate_path)
+    return Forecast("fn", start, start, STEP, {0.5: path, 0.9: tuple(r * 1.2 for r in path)}, "test")
+
+
+def test_given_no_forecast_when_predictive_recommends_then_it_falls_back_to_reactive() -> None:
+    p = PredictivePolicy(FN, STEP)
+    now = feed(p, [100.0] * 10)
+    rec = p.recommend(now, 0, 0, None)
+    assert "reactive fallback" in rec.reason
+    assert rec.capacity == size_for_rate(FN, 100 * p.params.default_headroom)
+
+
+def test_given_a_forecast_ramp_when_predictive_recommends_then_it_provisions_before_the_ramp() -> None:
+    p = PredictivePolicy(FN, STEP)
+    now = feed(p, [100.0] * 10)
+    # The forecast expects the rate to triple within the lead time.
+    path = [100.0] * 2 + [300.0] * 10
+    p.use_forecast(_flat_forecast(now - STEP, path))
+    rec = p.recommend(now, 0, 0, None)
+    assert "predictive (test)" in rec.reason
+    assert rec.capacity >= size_for_rate(FN, 300.0)
+    reactive = ReactivePolicy(FN, STEP, window=3, headroom=1.2)
+    feed(reactive, [100.0] * 10)
+    assert rec.capacity > reactive.recommend(now, 0, 0, None).capacity
+
+
+def test_given_demand_above_the_upper_band_when_predictive_recommends_then_it_panics_and_asks_for_a_refit() -> None:
+    p = PredictivePolicy(FN, STEP)
+    now = feed(p, [100.0] * 40)
+    first = p.recommend(now, 0, 0, None)
+    assert not first.panic
+    p.observe(now, 1000.0)
+    rec = p.recommend(now + STEP, first.capacity, first.capacity, None)
+    assert rec.panic and rec.refit and "PANIC" in rec.reason
+    assert rec.capacity >= size_for_rate(FN, 1000.0 * p.params.panic_headroom)
+
+
+def test_given_steady_errors_when_predictive_learns_then_headroom_comes_from_the_error_quantile() -> None:
+    p = PredictivePolicy(FN, STEP)
+    now = 0
+    for i in range(60):  # each recommendation becomes an error once its horizon is observed
+        p.recommend(now, 0, 0, None)
+        p.observe(now, 100.0 if i % 2 else 130.0)
+        now += STEP
+    rec = p.recommend(now, 0, 0, None)
+    assert "recent errors" in rec.reason
+    # The level is the last step (100); the horizon's actual peak is 130, so the errors are ~log(1.3).
+    assert rec.demand_rps == pytest.approx(130.0, rel=0.02)
+
+
+def test_given_a_cheaper_type_for_the_coming_day_when_predictive_rightsizes_then_it_switches_type() -> None:
+    p = PredictivePolicy(GPU, STEP)
+    now = feed(p, [2.0] * (86_400 // STEP))  # 2 req/s: 1 g4dn ($0.74/h) beats 1 g5 ($1.40/h)
+    rec = p.recommend(now, 1, 1, "ml.g5.xlarge")
+    assert rec.instance_type == "ml.g4dn.xlarge"
+    assert "right-size" in rec.reason
+
+
+def test_make_policy_rejects_unknown_names_and_parameters() -> None:
+    with pytest.raises(ValueError, match="unknown policy 'magic'"):
+        make_policy("magic", FN, STEP)
+    with pytest.raises(TypeError, match="windw"):
+        make_policy("reactive", FN, STEP, windw=3)
+
+
+def test_given_missing_data_when_the_planner_decides_then_it_never_scales_in() -> None:
+    planner = Planner(FN, ReactivePolicy(FN, STEP, window=1, headroom=1.0))
+    planner.observe(0, 500.0)
+    high = planner.decide(StepInput(now=STEP))
+    assert high.capacity == size_for_rate(FN, 500)
+    planner.observe(STEP, None)
+    d = planner.decide(StepInput(now=2 * STEP))
+    assert d.capacity == high.capacity and d.data_missing and "missing" in d.reason
+    planner.observe(2 * STEP, 10.0)
+    d = planner.decide(StepInput(now=3 * STEP))
+    assert d.capacity == size_for_rate(FN, 10)
+
+
+def test_given_a_max_step_when_the_planner_decides_then_the_reason_names_the_guardrail() -> None:
+    planner = Planner(FN, ReactivePolicy(FN, STEP, window=1, headroom=1.0), GuardrailSettings(max_step_up=10))
+    planner.observe(0, 1000.0)
+    d = planner.decide(StepInput(now=STEP))
+    assert d.capacity == 10 and d.recommended == lambda_concurrency_for(200.0, 0.01)
+    assert "max-step" in d.shaped_by and "max-step" in d.reason
+
+
+def test_given_a_type_switch_in_flight_when_the_planner_decides_then_it_holds() -> None:
+    planner = Planner(GPU, PredictivePolicy(GPU, STEP))
+    assert planner.requested_type == "ml.g5.xlarge"  # cheapest per rps
+    for i in range(86_400 // STEP):
+        planner.observe(i * STEP, 2.0)  # 2 req/s: one g4dn ($0.74/h) beats one g5 ($1.40/h)
+    now = 86_400
+    d = planner.decide(StepInput(now=now))
+    assert d.type_change and d.instance_type == "ml.g4dn.xlarge"
+    planner.observe(now, 80.0)
+    held = planner.decide(StepInput(now=now + STEP))
+    assert not held.changed and "type switch in progress" in held.reason
