@@ -23,6 +23,8 @@ from forescale.domain.forecast import Forecast
 from forescale.domain.history import DemandHistory
 from forescale.domain.sizing import (
     Fleet,
+    cost_optimal_concurrency,
+    cost_optimal_instances,
     lambda_concurrency_for,
     offered_load,
     sagemaker_instances,
@@ -231,6 +233,11 @@ class _SortedWindow:
     def __len__(self) -> int:
         return len(self._sorted)
 
+    def sample(self, k: int) -> list[float]:
+        """`k` evenly spaced order statistics: the empirical distribution in `k` equally likely points."""
+        n = len(self._sorted)
+        return [self._sorted[min(n - 1, int((i + 0.5) * n / k))] for i in range(k)]
+
     def quantile(self, q: float) -> float:
         """Empirical quantile (nearest rank, conservative)."""
         n = len(self._sorted)
@@ -249,6 +256,8 @@ class PredictiveParams:
     - `reactive_headroom`: the floor is the recent peak × this (the reactive overlay).
     - `panic_headroom`: on demand above the forecast's upper band, size at least for it × this.
     - `use_seasonal_shape`: scale the level by the forecast's expected change over the horizon.
+    - `error_shift`: errors are log((actual + c) / (forecast + c)) with c this share of the recent
+      day's mean rate, so that near-zero forecasts of intermittent targets don't explode the headroom.
     """
 
     sizing_quantile: float = 0.9
@@ -263,6 +272,11 @@ class PredictiveParams:
     panic_headroom: float = 1.1
     use_seasonal_shape: bool = True
     shape_clip: float = 4.0
+    error_shift: float = 0.2
+    miss_cost_usd: float | None = None
+    scenarios: int = 24
+    smooth_alpha: float = 0.3
+    min_overlap: float = 0.5
     rightsize_every_s: int = 3600
     rightsize_horizon_s: int = DAY_S
 
@@ -275,24 +289,42 @@ class PredictiveParams:
             raise ValueError("peak_window and reactive_window must be >= 1")
 
 
-class PredictivePolicy(Policy):
-    """Forecast-led capacity: level × seasonal shape, sized at a conformal upper quantile.
+class _Expert:
+    """One point forecaster inside the predictive policy, with its own calibration and score."""
 
-    Every step:
-    1. the level is the recent demand (smoothed, at least the last `peak_window` peak, plus trend);
-    2. the forecast's median path gives the expected change from the last step to each step of the
-       horizon (lead time + one step), so a daily ramp is provisioned before it arrives;
-    3. the largest point forecast over the horizon is raised by the `sizing_quantile` of the
-       observed errors of that same forecast (online conformal, last `residual_window_s`);
-    4. the reactive overlay keeps it at least the recent peak × `reactive_headroom`, and when demand
-       beats the previous upper band (panic) at least that demand × `panic_headroom`, with a refit;
-    5. it is sized at the SLO (Erlang B for Lambda, instances for SageMaker).
-    With no forecast (under a day of history) steps 1, 3, 4 and 5 run alone: a reactive fallback.
+    __slots__ = ("errors", "loss", "name", "scored")
+
+    def __init__(self, name: str, window: int) -> None:
+        self.name = name
+        self.errors = _SortedWindow(window)
+        self.loss = 0.0  # exponentially weighted pinball loss of its calibrated upper quantile
+        self.scored = 0
+
+
+class PredictivePolicy(Policy):
+    """Forecast-led capacity: competing point forecasts, each calibrated by its own recent errors.
+
+    Every step, for the horizon a decision must cover (lead time + one step):
+    1. experts propose the largest expected rate over the horizon:
+       - `level`: the recent demand (smoothed, at least the last `peak_window` peak, plus trend);
+       - `level×shape`: the level scaled by the forecast's expected change from the last step, so a
+         daily ramp is provisioned before it arrives;
+       - `seasonal`: the forecast's own median (the model's level; strong for targets that switch
+         on and off on a daily schedule);
+    2. each expert's proposal is raised to the `sizing_quantile` of its own errors (online conformal
+       over the last `residual_window_s`, on a shifted log scale so intermittent targets stay sane);
+    3. the expert with the lowest recent pinball loss at that quantile (sharp and calibrated) wins;
+    4. the reactive overlay keeps demand at least the recent peak × `reactive_headroom`; when demand
+       beats the previous upper band (panic) it is at least that demand × `panic_headroom`, and the
+       forecaster is asked to refit;
+    5. capacity is sized at the SLO (Erlang B for Lambda, instances for SageMaker).
+    With no forecast (under a day of history) only `level` runs: a reactive fallback.
     SageMaker instance-type targets also right-size hourly: the cheapest type for the coming day's
     forecast, switching only when the saving exceeds the blue/green switch cost.
     """
 
     name = "predictive"
+    EXPERTS = ("level", "smooth", "level×shape", "smooth×shape", "seasonal")
 
     def __init__(self, target: Target, step_s: int, params: PredictiveParams | None = None) -> None:
         self.params = params or PredictiveParams()
@@ -301,13 +333,19 @@ class PredictivePolicy(Policy):
         super().__init__(target, step_s, history_steps=max(self.day_steps + 4, p.peak_window + 2))
         self.forecast: Forecast | None = None
         self.level = 0.0
-        self.errors = _SortedWindow(max(30, p.residual_window_s // step_s))
-        # Origins awaiting their outcome: (origin step index, forecast max over the horizon).
-        self.pending: deque[tuple[int, float]] = deque()
+        self.smooth = 0.0
+        window = max(30, p.residual_window_s // step_s)
+        self.experts = [_Expert(name, window) for name in self.EXPERTS]
+        # A loss memory of about a quarter of the residual window.
+        self.loss_alpha = min(0.5, 4 / window)
+        # Origins awaiting their outcome: (origin step index, point per expert, calibrated per expert).
+        self.pending: deque[tuple[int, tuple[float | None, ...], tuple[float | None, ...]]] = deque()
         self.steps_seen = 0
         self.upper_band = math.inf
         self.last_rightsize = -(10**12)
         self.floor_rate = 0.5 / step_s  # half a request per step, to keep logs finite
+        self.day_window: deque[float] = deque(maxlen=self.day_steps)
+        self.day_sum = 0.0
 
     def use_forecast(self, forecast: Forecast) -> None:
         self.forecast = forecast
@@ -315,82 +353,130 @@ class PredictivePolicy(Policy):
     def observe(self, ts: int, rate_rps: float | None) -> None:
         super().observe(ts, rate_rps)
         self.steps_seen += 1
+        if len(self.day_window) == self.day_window.maxlen:
+            self.day_sum -= self.day_window[0]
+        self.day_window.append(self.history.last)
+        self.day_sum += self.history.last
         if rate_rps is not None:
             a = self.params.level_alpha
             self.level = rate_rps if self.steps_seen == 1 else self.level + a * (rate_rps - self.level)
+            b = self.params.smooth_alpha
+            self.smooth = rate_rps if self.steps_seen == 1 else self.smooth + b * (rate_rps - self.smooth)
         self._score_pending()
 
-    def _score_pending(self) -> None:
-        """Turn origins whose whole horizon is now observed into relative errors."""
-        h = self.history
-        horizon = self.lead_steps
-        newest = self.steps_seen - 1
-        while self.pending and self.pending[0][0] + horizon <= newest:
-            origin, predicted = self.pending.popleft()
-            span = range(origin, origin + horizon + 1)
-            back = [newest - j + 1 for j in span]
-            if any(h.missing_ago(k) for k in back):
-                continue
-            actual = max(h.ago(k) for k in back)
-            self.errors.add(math.log((actual + self.floor_rate) / (predicted + self.floor_rate)))
+    @property
+    def horizon_steps(self) -> int:
+        """Steps after the current one that a decision must cover.
 
-    def _shape(self, now: int, horizon: int) -> list[float]:
-        """Expected change factor from the last observed step to each step of the horizon."""
+        A scale-out decided now serves from now + lead until the next decision's takes effect, one
+        step later: [now, now + lead + step). A step that this interval overlaps by less than
+        `min_overlap` of its length is left to the next decision.
+        """
+        span = self.target.lead_times.up_s + self.step_s
+        k = 0
+        while (span - (k + 1) * self.step_s) / self.step_s >= self.params.min_overlap:
+            k += 1
+        return k
+
+    def _score_pending(self) -> None:
+        """Turn origins whose whole horizon is now observed into errors and losses, per expert."""
+        h = self.history
+        horizon = self.horizon_steps
+        newest = self.steps_seen - 1
+        q = self.params.sizing_quantile
+        while self.pending and self.pending[0][0] + horizon <= newest:
+            origin, points, calibrated = self.pending.popleft()
+            back = [newest - j + 1 for j in range(origin, origin + horizon + 1)]
+            if any(h.missing_ago(k) for k in back):
+                continue  # missing data scores nothing
+            actual = max(h.ago(k) for k in back)
+            c = self._shift()
+            for expert, point, upper in zip(self.experts, points, calibrated, strict=True):
+                if point is None:
+                    continue
+                expert.errors.add(math.log((actual + c) / (point + c)))
+                if upper is not None:
+                    miss = actual - upper
+                    loss = q * miss if miss >= 0 else (q - 1) * miss
+                    expert.loss += self.loss_alpha * (loss - expert.loss)
+                    expert.scored += 1
+
+    def _shift(self) -> float:
+        """The additive part of the error model (requests/s)."""
+        mean = self.day_sum / len(self.day_window) if self.day_window else 0.0
+        return max(self.floor_rate, self.params.error_shift * mean)
+
+    def _forecast_path(self, now: int, horizon: int) -> list[float] | None:
+        """The forecast median for the last observed step and each step of the horizon."""
         f = self.forecast
-        if f is None or not self.params.use_seasonal_shape:
-            return [1.0] * (horizon + 1)
-        ref = f.rate_at(now - self.step_s)
-        if ref is None:
-            ref = f.rate_at(now)
-        if ref is None:
-            return [1.0] * (horizon + 1)
+        if f is None or not f.covers(now):
+            return None
         out = []
-        clip = self.params.shape_clip
-        for k in range(horizon + 1):
+        for k in range(-1, horizon + 1):
             v = f.rate_at(now + k * self.step_s)
-            if v is None:
-                out.append(out[-1] if out else 1.0)
-            else:
-                out.append(min(clip, max(1 / clip, (v + self.floor_rate) / (ref + self.floor_rate))))
+            out.append(v if v is not None else (out[-1] if out else 0.0))
         return out
 
-    def point_forecast(self, now: int) -> float:
-        """The largest expected rate over the horizon (requests/s), before the conformal headroom."""
+    def proposals(self, now: int) -> tuple[float | None, ...]:
+        """Each expert's largest expected rate over the horizon (requests/s), None if it cannot say."""
         p = self.params
         h = self.history
-        horizon = self.lead_steps
+        horizon = self.horizon_steps
         base = max(self.level, h.peak(p.peak_window))
         if p.trend_gain and len(h) >= 2:
             base = max(base, h.last + p.trend_gain * (h.last - h.ago(2)) * horizon)
-        return base * max(self._shape(now, horizon))
+        path = self._forecast_path(now, horizon) if p.use_seasonal_shape else None
+        if path is None:
+            return (base, self.smooth, None, None, None)
+        ref = path[0] + self.floor_rate
+        clip = p.shape_clip
+        shape = max(min(clip, max(1 / clip, (v + self.floor_rate) / ref)) for v in path[1:])
+        return (base, self.smooth, base * shape, self.smooth * shape, max(path[1:]))
+
+    def _calibrate(self, expert: _Expert, point: float) -> float | None:
+        if len(expert.errors) < self.params.min_residuals:
+            return None
+        c = self._shift()
+        return max(0.0, (point + c) * math.exp(expert.errors.quantile(self.params.sizing_quantile)) - c)
 
     def recommend(self, now: int, current: int, applied: int, instance_type: str | None) -> Recommendation:
         p = self.params
         h = self.history
-        point = self.point_forecast(now)
-        if len(self.errors) >= p.min_residuals:
-            headroom = math.exp(self.errors.quantile(p.sizing_quantile))
-            how = f"p{round(p.sizing_quantile * 100)} of {len(self.errors)} recent errors"
+        points = self.proposals(now)
+        calibrated = tuple(
+            None if pt is None else self._calibrate(e, pt) for e, pt in zip(self.experts, points, strict=True)
+        )
+        best_expert: _Expert | None = None
+        ready = [
+            i for i, (e, u) in enumerate(zip(self.experts, calibrated, strict=True))
+            if u is not None and e.scored >= p.min_residuals
+        ]
+        parts = []
+        if ready:
+            best = min(ready, key=lambda i: (self.experts[i].loss, i))
+            best_expert = self.experts[best]
+            point, demand = points[best], calibrated[best]
+            assert point is not None and demand is not None
+            model = f" {self.forecast.model}" if best >= 2 and self.forecast else ""
+            parts.append(
+                f"predictive [{self.experts[best].name}{model}]: {point:.3g} req/s expected over the next "
+                f"{self.horizon_steps + 1} steps, p{round(p.sizing_quantile * 100)} of its recent errors → {demand:.3g} req/s"
+            )
         else:
-            headroom = p.default_headroom
-            how = "default, too few errors yet"
-        demand = point * headroom
+            point = points[0] or 0.0
+            demand = point * p.default_headroom
+            why = "no forecast yet" if points[2] is None else "calibrating"
+            parts.append(f"reactive fallback ({why}): level {point:.3g} req/s × {p.default_headroom:g}")
+        if self.steps_seen:
+            self.pending.append((self.steps_seen, points, calibrated))
         panic = h.last > self.upper_band and not h.last_missing
         floor = h.peak(p.reactive_window) * p.reactive_headroom
-        parts = []
-        if self.forecast is not None and self.forecast.covers(now):
-            parts.append(f"predictive ({self.forecast.model}): {point:.3g} req/s expected over the next {self.lead_steps} steps")
-        else:
-            parts.append(f"reactive fallback (no forecast yet): level {point:.3g} req/s")
-        parts.append(f"× {headroom:.2f} headroom ({how})")
         if floor > demand:
             demand = floor
             parts.append(f"raised to the recent peak {floor:.3g} req/s")
         if panic:
             demand = max(demand, h.last * p.panic_headroom)
             parts.append(f"PANIC: {h.last:.3g} req/s beat the upper band {self.upper_band:.3g}; refit")
-        if self.steps_seen:
-            self.pending.append((self.steps_seen, point))
         self.upper_band = demand
         itype = instance_type
         if self.target.kind.value == "sagemaker-instance-type":
@@ -398,16 +484,34 @@ class PredictivePolicy(Policy):
             if note:
                 parts.append(note)
         cap = size_for_rate(self.target, demand, itype)
-        band = (point, point, demand)
+        if p.miss_cost_usd is not None and best_expert is not None and not panic and floor <= demand:
+            cap = self._cost_optimal(best_expert, point, itype)
+            floor_cap = size_for_rate(self.target, floor, itype) if floor > 0 else 0
+            cap = max(cap, floor_cap)
+            parts.append(f"cost-optimal at ${p.miss_cost_usd:g} per missed request")
         return Recommendation(
             cap,
             "; ".join(parts),
             demand_rps=demand,
             instance_type=itype if itype != instance_type else None,
-            band=band,
+            band=(point, point, demand),
             refit=panic,
             panic=panic,
         )
+
+    def _cost_optimal(self, expert: _Expert, point: float, itype: str | None) -> int:
+        """Capacity minimising its price + the value of expected misses over the error scenarios."""
+        p = self.params
+        assert p.miss_cost_usd is not None
+        c = self._shift()
+        rates = [max(0.0, (point + c) * math.exp(e) - c) for e in expert.errors.sample(p.scenarios)]
+        t = self.target
+        if t.is_lambda:
+            return cost_optimal_concurrency(
+                [r * t.duration_s for r in rates], t.duration_s, t.price_per_unit_hour(), p.miss_cost_usd
+            )
+        it = t.instance(itype)
+        return cost_optimal_instances(rates, it.capacity_rps, it.price_per_hour, p.miss_cost_usd, t.min_capacity)
 
     def _rightsize(self, now: int, current_type: str | None, demand: float) -> tuple[str | None, str]:
         """Hourly: the cheapest type for the coming day, if switching pays for itself."""

@@ -113,3 +113,70 @@ def type_switch_pays(
     saving = (current.price_per_hour - candidate.price_per_hour) * horizon_s / 3600
     switch_cost = candidate.price_per_hour * switch_s / 3600
     return saving > switch_cost
+
+
+def cost_optimal_instances(
+    demand_scenarios_rps: Sequence[float],
+    capacity_rps: float,
+    price_per_hour: float,
+    miss_cost_usd: float,
+    min_instances: int = 0,
+    max_instances: int = 100_000,
+) -> int:
+    """Instances that minimise instance cost + `miss_cost_usd` × expected violating requests.
+
+    The scenarios are equally likely demand rates (for example the forecast scaled by the quantiles
+    of its own recent errors). Adding one instance removes, per second, the expected demand between
+    n and n+1 instances' capacity; it is worth it while that saving beats the instance's price.
+    """
+    if capacity_rps <= 0 or price_per_hour < 0 or miss_cost_usd < 0:
+        raise ValueError("capacity_rps must be > 0, price_per_hour and miss_cost_usd >= 0")
+    if not demand_scenarios_rps:
+        return min_instances
+    k = len(demand_scenarios_rps)
+    price_per_s = price_per_hour / 3600
+    n = min_instances
+    while n < max_instances:
+        low = n * capacity_rps
+        saved = sum(min(capacity_rps, d - low) for d in demand_scenarios_rps if d > low) / k
+        if miss_cost_usd * saved <= price_per_s:
+            break
+        n += 1
+    return n
+
+
+def cost_optimal_concurrency(
+    load_scenarios: Sequence[float],
+    duration_s: float,
+    price_per_env_hour: float,
+    miss_cost_usd: float,
+    max_concurrency: int = MAX_LAMBDA_CONCURRENCY,
+) -> int:
+    """Provisioned environments that minimise their cost + `miss_cost_usd` × expected spilled requests.
+
+    The scenarios are equally likely offered loads (concurrent executions). Spilled requests per
+    second at P environments are rate × Erlang B(P, m) with rate = m / duration; environment P+1 is
+    worth it while the spill it removes, priced at `miss_cost_usd`, beats its price.
+    """
+    if duration_s <= 0 or price_per_env_hour < 0 or miss_cost_usd < 0:
+        raise ValueError("duration_s must be > 0, price_per_env_hour and miss_cost_usd >= 0")
+    loads = [m for m in load_scenarios if m > 0]
+    if not loads:
+        return 0
+    k = len(load_scenarios)
+    price_per_s = price_per_env_hour / 3600
+    inv = [1.0] * len(loads)  # 1 / Erlang B(P, m) per scenario, P = 0
+    spill_prev = sum(m / duration_s for m in loads) / k  # all requests spill with no environment
+    p = 0
+    while p < max_concurrency:
+        p += 1
+        spill = 0.0
+        for i, m in enumerate(loads):
+            inv[i] = 1.0 + (p / m) * inv[i] if inv[i] < 1e300 else inv[i]
+            spill += (m / duration_s) / inv[i]
+        spill /= k
+        # Erlang B is convex and decreasing in P, so the first environment not worth its price ends it.
+        if miss_cost_usd * (spill_prev - spill) <= price_per_s:
+            return p - 1
+        spill_prev = spill
+    return p

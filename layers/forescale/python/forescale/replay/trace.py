@@ -160,9 +160,17 @@ def read_sidecar(side: Path) -> dict[str, Any]:
     if not side.exists():
         raise TraceError(f"{side}: missing sidecar targets file")
     try:
-        meta = json.loads(side.read_text())
+        text = side.read_text()
+    except OSError as e:
+        raise TraceError(f"{side}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise TraceError(f"{side}: not UTF-8 text") from None
+    try:
+        meta = json.loads(text)
     except json.JSONDecodeError as e:
         raise TraceError(f"{side}:{e.lineno}: invalid JSON: {e.msg}") from None
+    except (ValueError, RecursionError) as e:  # an integer past Python's digit limit, or nesting too deep
+        raise TraceError(f"{side}: invalid JSON: {e}") from None
     if not isinstance(meta, dict):
         raise TraceError(f"{side}: the top level must be an object")
     step = meta.get("step_s")
