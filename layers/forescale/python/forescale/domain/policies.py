@@ -274,6 +274,7 @@ class PredictiveParams:
     shape_clip: float = 4.0
     error_shift: float = 0.2
     miss_cost_usd: float | None = None
+    volatility_alpha: float = 0.0
     scenarios: int = 24
     smooth_alpha: float = 0.3
     min_overlap: float = 0.5
@@ -324,7 +325,7 @@ class PredictivePolicy(Policy):
     """
 
     name = "predictive"
-    EXPERTS = ("level", "smooth", "level×shape", "smooth×shape", "seasonal")
+    EXPERTS = ("level", "smooth", "blend", "level×shape", "smooth×shape", "seasonal")
 
     def __init__(self, target: Target, step_s: int, params: PredictiveParams | None = None) -> None:
         self.params = params or PredictiveParams()
@@ -339,13 +340,14 @@ class PredictivePolicy(Policy):
         # A loss memory of about a quarter of the residual window.
         self.loss_alpha = min(0.5, 4 / window)
         # Origins awaiting their outcome: (origin step index, point per expert, calibrated per expert).
-        self.pending: deque[tuple[int, tuple[float | None, ...], tuple[float | None, ...]]] = deque()
+        self.pending: deque[tuple[int, tuple[float | None, ...], tuple[float | None, ...], float]] = deque()
         self.steps_seen = 0
         self.upper_band = math.inf
         self.last_rightsize = -(10**12)
         self.floor_rate = 0.5 / step_s  # half a request per step, to keep logs finite
         self.day_window: deque[float] = deque(maxlen=self.day_steps)
         self.day_sum = 0.0
+        self.volatility = 0.0  # EWMA of squared shifted-log step changes
 
     def use_forecast(self, forecast: Forecast) -> None:
         self.forecast = forecast
@@ -357,6 +359,10 @@ class PredictivePolicy(Policy):
             self.day_sum -= self.day_window[0]
         self.day_window.append(self.history.last)
         self.day_sum += self.history.last
+        if rate_rps is not None and self.params.volatility_alpha and len(self.history) >= 2:
+            c = self._shift()
+            change = math.log((rate_rps + c) / (self.history.ago(2) + c))
+            self.volatility += self.params.volatility_alpha * (change * change - self.volatility)
         if rate_rps is not None:
             a = self.params.level_alpha
             self.level = rate_rps if self.steps_seen == 1 else self.level + a * (rate_rps - self.level)
@@ -385,7 +391,7 @@ class PredictivePolicy(Policy):
         newest = self.steps_seen - 1
         q = self.params.sizing_quantile
         while self.pending and self.pending[0][0] + horizon <= newest:
-            origin, points, calibrated = self.pending.popleft()
+            origin, points, calibrated, scale = self.pending.popleft()
             back = [newest - j + 1 for j in range(origin, origin + horizon + 1)]
             if any(h.missing_ago(k) for k in back):
                 continue  # missing data scores nothing
@@ -394,7 +400,7 @@ class PredictivePolicy(Policy):
             for expert, point, upper in zip(self.experts, points, calibrated, strict=True):
                 if point is None:
                     continue
-                expert.errors.add(math.log((actual + c) / (point + c)))
+                expert.errors.add(math.log((actual + c) / (point + c)) / scale)
                 if upper is not None:
                     miss = actual - upper
                     loss = q * miss if miss >= 0 else (q - 1) * miss
@@ -427,17 +433,24 @@ class PredictivePolicy(Policy):
             base = max(base, h.last + p.trend_gain * (h.last - h.ago(2)) * horizon)
         path = self._forecast_path(now, horizon) if p.use_seasonal_shape else None
         if path is None:
-            return (base, self.smooth, None, None, None)
+            return (base, self.smooth, 0.5 * (h.last + self.smooth), None, None, None)
         ref = path[0] + self.floor_rate
         clip = p.shape_clip
         shape = max(min(clip, max(1 / clip, (v + self.floor_rate) / ref)) for v in path[1:])
-        return (base, self.smooth, base * shape, self.smooth * shape, max(path[1:]))
+        return (base, self.smooth, 0.5 * (h.last + self.smooth), base * shape, self.smooth * shape, max(path[1:]))
+
+    def _scale(self) -> float:
+        """Error scale: 1, or the recent volatility when errors are normalised (locally adaptive conformal)."""
+        if not self.params.volatility_alpha:
+            return 1.0
+        return max(0.01, math.sqrt(self.volatility))
 
     def _calibrate(self, expert: _Expert, point: float) -> float | None:
         if len(expert.errors) < self.params.min_residuals:
             return None
         c = self._shift()
-        return max(0.0, (point + c) * math.exp(expert.errors.quantile(self.params.sizing_quantile)) - c)
+        q = expert.errors.quantile(self.params.sizing_quantile) * self._scale()
+        return max(0.0, (point + c) * math.exp(q) - c)
 
     def recommend(self, now: int, current: int, applied: int, instance_type: str | None) -> Recommendation:
         p = self.params
@@ -457,7 +470,7 @@ class PredictivePolicy(Policy):
             best_expert = self.experts[best]
             point, demand = points[best], calibrated[best]
             assert point is not None and demand is not None
-            model = f" {self.forecast.model}" if best >= 2 and self.forecast else ""
+            model = f" {self.forecast.model}" if best >= 3 and self.forecast else ""
             parts.append(
                 f"predictive [{self.experts[best].name}{model}]: {point:.3g} req/s expected over the next "
                 f"{self.horizon_steps + 1} steps, p{round(p.sizing_quantile * 100)} of its recent errors → {demand:.3g} req/s"
@@ -465,10 +478,10 @@ class PredictivePolicy(Policy):
         else:
             point = points[0] or 0.0
             demand = point * p.default_headroom
-            why = "no forecast yet" if points[2] is None else "calibrating"
+            why = "no forecast yet" if points[3] is None else "calibrating"
             parts.append(f"reactive fallback ({why}): level {point:.3g} req/s × {p.default_headroom:g}")
         if self.steps_seen:
-            self.pending.append((self.steps_seen, points, calibrated))
+            self.pending.append((self.steps_seen, points, calibrated, self._scale()))
         panic = h.last > self.upper_band and not h.last_missing
         floor = h.peak(p.reactive_window) * p.reactive_headroom
         if floor > demand:
@@ -504,7 +517,8 @@ class PredictivePolicy(Policy):
         p = self.params
         assert p.miss_cost_usd is not None
         c = self._shift()
-        rates = [max(0.0, (point + c) * math.exp(e) - c) for e in expert.errors.sample(p.scenarios)]
+        scale = self._scale()
+        rates = [max(0.0, (point + c) * math.exp(e * scale) - c) for e in expert.errors.sample(p.scenarios)]
         t = self.target
         if t.is_lambda:
             return cost_optimal_concurrency(

@@ -17,8 +17,15 @@ from forescale.domain.targets import InstanceType
 MAX_LAMBDA_CONCURRENCY = 100_000
 
 
+def _finite(**values: float) -> None:
+    for name, v in values.items():
+        if not math.isfinite(v):
+            raise ValueError(f"{name} must be a finite number, got {v}")
+
+
 def offered_load(rate_rps: float, duration_s: float) -> float:
     """Concurrent executions needed on average (Little's law): arrivals/s × seconds each."""
+    _finite(rate_rps=rate_rps, duration_s=duration_s)
     if rate_rps < 0 or duration_s < 0:
         raise ValueError(f"rate_rps ({rate_rps}) and duration_s ({duration_s}) must be >= 0")
     return rate_rps * duration_s
@@ -29,6 +36,7 @@ def erlang_b(servers: int, load: float) -> float:
 
     Uses the stable recursion 1/B(k) = 1 + (k/m)/B(k-1) on the inverse.
     """
+    _finite(load=load)
     if servers < 0 or load < 0:
         raise ValueError(f"servers ({servers}) and load ({load}) must be >= 0")
     if load == 0:
@@ -48,6 +56,7 @@ def lambda_concurrency_for(load: float, max_spill: float) -> int:
     """
     if not 0 < max_spill < 1:
         raise ValueError(f"max_spill must be in (0, 1), got {max_spill}")
+    _finite(load=load)
     if load < 0:
         raise ValueError(f"load must be >= 0, got {load}")
     if load == 0:
@@ -65,6 +74,7 @@ def lambda_concurrency_for(load: float, max_spill: float) -> int:
 
 def sagemaker_instances(rate_rps: float, capacity_rps: float, min_instances: int = 1) -> int:
     """N = ceil(rate / per-instance capacity), at least `min_instances`."""
+    _finite(rate_rps=rate_rps, capacity_rps=capacity_rps)
     if capacity_rps <= 0:
         raise ValueError(f"capacity_rps must be > 0, got {capacity_rps}")
     if rate_rps < 0:
