@@ -286,20 +286,28 @@ def test_type_switch_default_switch_time_is_ten_minutes() -> None:
     assert type_switch_pays(CUR, cand, 1800) is False
 
 
-# ------------------------------------------------------------------------------- known gaps (library bugs)
+# ------------------------------------------------------------------------------------- non-finite input
+
+# Before the NaN/inf checks, NaN slipped past every `x < 0` test: erlang_b returned NaN,
+# lambda_concurrency_for returned 1 environment, sagemaker_instances raised a bare ValueError/OverflowError.
 
 
-@pytest.mark.xfail(
-    strict=True, reason="library bug: NaN/inf are not rejected (`x < 0` is False for NaN); see the report"
-)
 @pytest.mark.parametrize(
     ("call", "bad"),
     [
-        pytest.param(lambda: erlang_b(3, math.nan), "load", id="erlang_b-nan-load-returns-nan"),
-        pytest.param(lambda: lambda_concurrency_for(math.nan, 0.01), "load", id="lambda-nan-load-returns-1"),
-        pytest.param(lambda: offered_load(math.nan, 0.1), "rate_rps", id="offered-load-nan-rate-returns-nan"),
-        pytest.param(lambda: sagemaker_instances(math.nan, 10.0), "rate_rps", id="sagemaker-nan-bare-error"),
-        pytest.param(lambda: sagemaker_instances(math.inf, 10.0), "rate_rps", id="sagemaker-inf-overflow"),
+        pytest.param(lambda: erlang_b(3, math.nan), "load", id="erlang_b-nan-load"),
+        pytest.param(lambda: erlang_b(3, math.inf), "load", id="erlang_b-inf-load"),
+        pytest.param(lambda: lambda_concurrency_for(math.nan, 0.01), "load", id="lambda-nan-load"),
+        pytest.param(lambda: lambda_concurrency_for(math.inf, 0.01), "load", id="lambda-inf-load"),
+        pytest.param(lambda: lambda_concurrency_for(1.0, math.nan), "max_spill", id="lambda-nan-eps"),
+        pytest.param(lambda: offered_load(math.nan, 0.1), "rate_rps", id="offered-load-nan-rate"),
+        pytest.param(lambda: offered_load(10.0, math.inf), "duration_s", id="offered-load-inf-duration"),
+        pytest.param(lambda: sagemaker_instances(math.nan, 10.0), "rate_rps", id="sagemaker-nan-rate"),
+        pytest.param(lambda: sagemaker_instances(math.inf, 10.0), "rate_rps", id="sagemaker-inf-rate"),
+        pytest.param(
+            lambda: sagemaker_instances(10.0, math.nan), "capacity_rps", id="sagemaker-nan-capacity"
+        ),
+        pytest.param(lambda: cheapest_fleet(math.nan, CATALOG), "rate_rps", id="cheapest-fleet-nan-rate"),
     ],
 )
 def test_non_finite_inputs_raise_value_error_naming_the_argument(call, bad: str) -> None:
