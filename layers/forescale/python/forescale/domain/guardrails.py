@@ -15,6 +15,11 @@ Each guardrail receives a `Proposal` and the `GuardrailContext` and returns a ne
 changes the capacity it records its name and a human-readable note, so every decision says which
 guardrail shaped it. `floor` and `ceiling` carry the hard limits set by the early guardrails so that
 the later ones never undo them.
+
+Precedence: hard limits outrank the missing-data hold. With data missing, capacity can still drop
+when an operator lowers `max_capacity`, when the account ceiling shrinks (other functions reserved
+concurrency; AWS would reject more), or when the $/hour budget is exceeded. The account ceiling can
+push below `min_capacity` for the same reason: AWS cannot grant it.
 """
 
 from __future__ import annotations

@@ -52,7 +52,8 @@ def erlang_b(servers: int, load: float) -> float:
 def lambda_concurrency_for(load: float, max_spill: float) -> int:
     """Smallest P with Erlang B(P, load) <= max_spill: provisioned environments for an SLO.
 
-    0 for no load. `max_spill` is the acceptable share of requests that go on-demand.
+    0 for no load. `max_spill` is the acceptable share of requests that go on-demand. The search
+    stops at MAX_LAMBDA_CONCURRENCY (far above any account's concurrency limit).
     """
     if not 0 < max_spill < 1:
         raise ValueError(f"max_spill must be in (0, 1), got {max_spill}")

@@ -120,47 +120,57 @@ def sidecar_path(trace_path: Path) -> Path:
     return trace_path.with_suffix(".targets.json")
 
 
+def _number(value: Any, *, minimum: float = 0.0, strict: bool = True) -> bool:
+    """A finite real number (not a bool) above (strict) or at least `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return False
+    return value > minimum if strict else value >= minimum
+
+
 def _validate_params(side: Path, name: str, params: Any) -> None:
     if not isinstance(params, dict) or "kind" not in params:
         raise TraceError(f"{side}: target {name}: an object with 'kind' is required")
     kind = params["kind"]
     if kind == "lambda":
         d = params.get("duration_ms")
-        if not isinstance(d, int | float) or isinstance(d, bool) or not d > 0:
-            raise TraceError(f"{side}: target {name}: duration_ms must be a number > 0, got {d!r}")
+        if not _number(d):
+            raise TraceError(f"{side}: target {name}: duration_ms must be a finite number > 0, got {d!r}")
         mem = params.get("memory_mb", 1024)
-        if not isinstance(mem, int | float) or isinstance(mem, bool) or not mem > 0:
-            raise TraceError(f"{side}: target {name}: memory_mb must be a number > 0, got {mem!r}")
+        if not _number(mem) or not float(mem).is_integer():
+            raise TraceError(f"{side}: target {name}: memory_mb must be a whole number > 0, got {mem!r}")
     elif kind == "sagemaker":
         types = params.get("instance_types")
         if not isinstance(types, dict) or not types:
             raise TraceError(f"{side}: target {name}: instance_types must be a non-empty object")
         for tname, spec in types.items():
-            ok = isinstance(spec, dict) and all(
-                isinstance(spec.get(k), int | float) and not isinstance(spec.get(k), bool) and spec[k] > 0
-                for k in ("price_per_hour", "capacity_rps")
-            )
-            if not ok:
+            if not isinstance(spec, dict) or not all(_number(spec.get(k)) for k in ("price_per_hour", "capacity_rps")):
                 raise TraceError(
-                    f"{side}: target {name}: instance type {tname} needs price_per_hour and capacity_rps > 0"
+                    f"{side}: target {name}: instance type {tname} needs finite price_per_hour and capacity_rps > 0"
                 )
-        mi = params.get("min_instances", 1)
-        if not isinstance(mi, int) or isinstance(mi, bool) or mi < 0:
-            raise TraceError(f"{side}: target {name}: min_instances must be an integer >= 0, got {mi!r}")
+        for key, default in (("min_instances", 1), ("max_instances", 10_000)):
+            v = params.get(key, default)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise TraceError(f"{side}: target {name}: {key} must be an integer >= 0, got {v!r}")
+        if params.get("min_instances", 1) > params.get("max_instances", 10_000):
+            raise TraceError(f"{side}: target {name}: min_instances exceeds max_instances")
     else:
         raise TraceError(f"{side}: target {name}: unknown kind {kind!r} (expected 'lambda' or 'sagemaker')")
+    slo = params.get("slo_miss", 0.01)
+    if not _number(slo) or slo >= 1:
+        raise TraceError(f"{side}: target {name}: slo_miss must be a number in (0, 1), got {slo!r}")
     lead = params.get("lead_time_s", {})
     if not isinstance(lead, dict) or any(
-        k not in ("up", "down", "type_change") or not isinstance(v, int | float) or v < 0 for k, v in lead.items()
+        k not in ("up", "down", "type_change") or not _number(v, strict=False) or not float(v).is_integer()
+        for k, v in lead.items()
     ):
-        raise TraceError(f"{side}: target {name}: lead_time_s must map up/down/type_change to seconds >= 0")
+        raise TraceError(f"{side}: target {name}: lead_time_s must map up/down/type_change to whole seconds >= 0")
 
 
 def read_sidecar(side: Path) -> dict[str, Any]:
     if not side.exists():
         raise TraceError(f"{side}: missing sidecar targets file")
     try:
-        text = side.read_text()
+        text = side.read_text(encoding="utf-8")
     except OSError as e:
         raise TraceError(f"{side}: cannot read: {e.strerror}") from None
     except UnicodeDecodeError:
@@ -201,7 +211,7 @@ def load_trace(path: str | Path, sidecar: str | Path | None = None) -> Trace:
     step = int(meta["step_s"])
     series: dict[str, tuple[list[int], list[float]]] = {}
     try:
-        f = path.open(newline="")
+        f = path.open(newline="", encoding="utf-8")
     except OSError as e:
         raise TraceError(f"{path}: cannot open: {e.strerror}") from None
     with f:
@@ -211,7 +221,8 @@ def load_trace(path: str | Path, sidecar: str | Path | None = None) -> Trace:
             if header != HEADER:
                 raise TraceError(f"{path}:1: header must be timestamp,target,requests, got {header}")
             last: tuple[str, int] | None = None
-            for line, row in enumerate(reader, start=2):
+            for row in reader:
+                line = reader.line_num
                 if len(row) != 3:
                     raise TraceError(f"{path}:{line}: expected 3 fields, got {len(row)}")
                 try:
@@ -255,7 +266,7 @@ def write_trace(trace: Trace, path: str | Path) -> Path:
     """Write `trace` as a canonical CSV plus sidecar; returns the CSV path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
+    with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(HEADER)
         for name in sorted(trace.targets):
@@ -265,7 +276,7 @@ def write_trace(trace: Trace, path: str | Path) -> Path:
     meta["step_s"] = trace.step_s
     meta["gaps"] = [list(g) for g in trace.gaps]
     meta["targets"] = {name: dict(t.params) for name, t in sorted(trace.targets.items())}
-    sidecar_path(path).write_text(json.dumps(meta, indent=1) + "\n")
+    sidecar_path(path).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     return path
 
 
