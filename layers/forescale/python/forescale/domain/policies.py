@@ -274,7 +274,8 @@ class PredictiveParams:
     shape_clip: float = 4.0
     error_shift: float = 0.2
     miss_cost_usd: float | None = None
-    volatility_alpha: float = 0.0
+    volatility_alpha: float = 0.05
+    volatility_clip: float = 2.0
     scenarios: int = 24
     smooth_alpha: float = 0.3
     min_overlap: float = 0.5
@@ -347,7 +348,8 @@ class PredictivePolicy(Policy):
         self.floor_rate = 0.5 / step_s  # half a request per step, to keep logs finite
         self.day_window: deque[float] = deque(maxlen=self.day_steps)
         self.day_sum = 0.0
-        self.volatility = 0.0  # EWMA of squared shifted-log step changes
+        self.volatility = 0.0  # fast EWMA of squared shifted-log step changes
+        self.volatility_slow = 0.0  # the same, ten times slower: the target's usual volatility
 
     def use_forecast(self, forecast: Forecast) -> None:
         self.forecast = forecast
@@ -363,6 +365,7 @@ class PredictivePolicy(Policy):
             c = self._shift()
             change = math.log((rate_rps + c) / (self.history.ago(2) + c))
             self.volatility += self.params.volatility_alpha * (change * change - self.volatility)
+            self.volatility_slow += self.params.volatility_alpha / 10 * (change * change - self.volatility_slow)
         if rate_rps is not None:
             a = self.params.level_alpha
             self.level = rate_rps if self.steps_seen == 1 else self.level + a * (rate_rps - self.level)
@@ -440,10 +443,14 @@ class PredictivePolicy(Policy):
         return (base, self.smooth, 0.5 * (h.last + self.smooth), base * shape, self.smooth * shape, max(path[1:]))
 
     def _scale(self) -> float:
-        """Error scale: 1, or the recent volatility when errors are normalised (locally adaptive conformal)."""
-        if not self.params.volatility_alpha:
+        """Error scale (locally adaptive conformal): recent volatility over the usual, within [0.5, 2].
+
+        Bounded so that a calm spell followed by a burst cannot multiply the headroom without limit.
+        """
+        if not self.params.volatility_alpha or self.volatility_slow <= 0:
             return 1.0
-        return max(0.01, math.sqrt(self.volatility))
+        clip = self.params.volatility_clip
+        return min(clip, max(1 / clip, math.sqrt(self.volatility / self.volatility_slow)))
 
     def _calibrate(self, expert: _Expert, point: float) -> float | None:
         if len(expert.errors) < self.params.min_residuals:

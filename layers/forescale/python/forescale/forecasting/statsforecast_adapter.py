@@ -17,12 +17,19 @@ Thresholds:
   or when every observed rate is zero or the history is all None;
 - model selection needs >= 3 seasons of buckets (two to train, one to test); before that the target
   gets SeasonalNaive unselected (`mase=None`) and selection is retried on the next call;
-- a target is sparse when more than 30 % of its observed buckets are zero; CrostonOptimized, ADIDA
-  and IMAPA then join the candidates.
+- a target is sparse when more than 30 % of its observed buckets are zero. A sparse target with a
+  daily pattern (lag-one-day autocorrelation of bucket means >= 0.2, e.g. office-hours traffic)
+  gets CrostonOptimized, ADIDA and IMAPA added to the seasonal candidates; one without is
+  intermittent and only those three compete (its profile inside a bucket is taken as flat). MAE
+  rewards forecasting zero on such series, so letting seasonal models compete there mostly picks
+  whichever model happens to undershoot.
 
 pandas, numpy and statsforecast are imported inside methods only: the zip Lambdas import `forescale`
 without them. DataFrames never leave this module.
 """
+
+# Lazy imports are the point of this module (see the docstring):
+# ruff: noqa: PLC0415
 
 from __future__ import annotations
 
@@ -49,6 +56,7 @@ _LOWER = (0.1, 0.05, 0.01)  # from the median outwards
 _UPPER = (0.9, 0.95, 0.99)
 
 SPARSE_ZERO_SHARE = 0.30
+SEASONAL_ACF = 0.2  # lag-one-day autocorrelation above which a sparse series still has a daily shape
 ETS_MAX_SEASON = 24  # statsforecast's ETS silently drops a longer season
 ETS_MAX_DAYS = 14  # ETS cost grows with length; two weeks hold the daily shape
 WEEKLY_MIN_DAYS = 21
@@ -57,6 +65,7 @@ PROFILE_DAYS = 7
 _ERROR_FLOOR_SHARE = 0.1  # conformal errors are relative to max(forecast, 10 % of the mean level)
 
 SEASONAL_NAIVE = "SeasonalNaive"
+HISTORIC_AVERAGE = "HistoricAverage"
 AUTO_ETS = "AutoETS"
 MSTL = "MSTL"
 CROSTON = "CrostonOptimized"
@@ -80,6 +89,7 @@ class _Prepared:
     profile: Array  # multiplier per position inside a bucket, mean 1
     sub_ratio: dict[float, float]  # quantiles of raw / (bucket mean * profile); empty when k == 1
     sparse: bool
+    seasonal: bool  # has a daily pattern (or too short to tell)
     horizon_steps: int
     notes: list[str] = field(default_factory=list)
 
@@ -94,6 +104,10 @@ class _Prepared:
     @property
     def weekly(self) -> bool:
         return self.season >= 2 and self.n >= WEEKLY_MIN_DAYS * self.season
+
+    @property
+    def intermittent(self) -> bool:
+        return self.sparse and not self.seasonal
 
     @property
     def h_buckets(self) -> int:
@@ -152,6 +166,8 @@ class StatsForecastAdapter:
 
         `reselect` names targets whose model choice is redone now regardless of its age.
         """
+        if isinstance(reselect, str):  # a bare name, not its letters
+            reselect = {reselect}
         names = ", ".join(h.target for h in histories) or "no targets"
         if horizon_s <= 0:
             raise ValueError(f"forecast for {names}: horizon_s must be > 0, got {horizon_s}")
@@ -219,8 +235,10 @@ class StatsForecastAdapter:
         if missing:
             y = _fill_gaps(y, season)
             notes.append(f"{missing} empty buckets filled")
-        zero_share = float(np.mean(y[observed] == 0))
-        profile, sub_ratio = _intra_bucket(grid[-PROFILE_DAYS * season :])
+        sparse = float(np.mean(y[observed] == 0)) > SPARSE_ZERO_SHARE
+        seasonal = _seasonal_acf(y, season) >= SEASONAL_ACF
+        # bursts land anywhere in a bucket: a position profile of a sparse series is noise
+        profile, sub_ratio = _intra_bucket(grid[-PROFILE_DAYS * season :], flat=sparse and not seasonal)
         return _Prepared(
             history=history,
             k=k,
@@ -230,7 +248,8 @@ class StatsForecastAdapter:
             observed=observed,
             profile=profile,
             sub_ratio=sub_ratio,
-            sparse=zero_share > SPARSE_ZERO_SHARE,
+            sparse=sparse,
+            seasonal=seasonal,
             horizon_steps=-(-horizon_s // step),
             notes=notes,
         )
@@ -368,7 +387,8 @@ class StatsForecastAdapter:
     def _model_key(self, p: _Prepared) -> tuple[str, int, bool, str | None]:
         sel = self._selections.get(p.target)
         if sel is None or sel.season != p.season:
-            return (SEASONAL_NAIVE, p.season, False, None)
+            # unselected (short history): native intervals, and no replayed bursts for intermittent ones
+            return (HISTORIC_AVERAGE if p.intermittent else SEASONAL_NAIVE, p.season, False, None)
         form = sel.ets_form if sel.model == AUTO_ETS else None
         if form is not None and "M" in form[:3] and float(p.y.min()) <= 0:
             form = None  # multiplicative forms fail on zeros: search again
@@ -390,8 +410,8 @@ class StatsForecastAdapter:
         tail = ETS_MAX_DAYS * season if name == AUTO_ETS else None
         fc = sf.forecast(df=_frame(members, tail=tail), h=h, level=list(LEVELS) if native else None)
         result: dict[str, tuple[Array, dict[float, Array] | None]] = {}
-        for uid, g in fc.groupby("unique_id", sort=False):
-            g = g.sort_values("ds")
+        for uid, unsorted in fc.groupby("unique_id", sort=False):
+            g = unsorted.sort_values("ds")
             mean = g[name].to_numpy(dtype=np.float64)
             intervals: dict[float, Array] | None = None
             if native:
@@ -494,7 +514,7 @@ def _fill_gaps(y: Array, season: int) -> Array:
     return y
 
 
-def _intra_bucket(grid: Array) -> tuple[Array, dict[float, float]]:
+def _intra_bucket(grid: Array, flat: bool = False) -> tuple[Array, dict[float, float]]:
     """Mean share of each position in a bucket (mean 1), and quantiles of the scatter around it.
 
     Only complete buckets with traffic count; with none, the profile is flat.
@@ -502,21 +522,34 @@ def _intra_bucket(grid: Array) -> tuple[Array, dict[float, float]]:
     import numpy as np
 
     k = grid.shape[1]
-    flat = np.ones(k)
+    ones = np.ones(k)
     if k == 1:
-        return flat, {}
+        return ones, {}
     full = grid[~np.isnan(grid).any(axis=1)]
     full = full[full.mean(axis=1) > 0]
     if len(full) == 0:
-        return flat, {}
+        return ones, {}
     shares = full / full.mean(axis=1, keepdims=True)
-    profile = shares.mean(axis=0)
+    profile = ones if flat else shares.mean(axis=0)
     profile = profile / profile.mean()
     ratio = (shares / profile).ravel()
     return profile, {q: float(np.quantile(ratio, q)) for q in (*_LOWER, *_UPPER)}
 
 
+def _seasonal_acf(y: Array, season: int) -> float:
+    """Autocorrelation at one season; 1.0 (assume a daily shape) when there are under two seasons."""
+    import numpy as np
+
+    if season < 2 or len(y) < 2 * season:
+        return 1.0
+    d = y - y.mean()
+    denom = float(np.dot(d, d))
+    return float(np.dot(d[season:], d[:-season])) / denom if denom > 0 else 0.0
+
+
 def _candidates(p: _Prepared) -> list[str]:
+    if p.intermittent:
+        return list(INTERMITTENT)
     names = [SEASONAL_NAIVE]
     if p.season <= ETS_MAX_SEASON:
         names.append(AUTO_ETS)
@@ -539,6 +572,8 @@ def _build(name: str, season: int, weekly: bool, form: str | None = None) -> Any
     if name == MSTL:
         seasons = [season, 7 * season] if weekly else [season]
         return sm.MSTL(season_length=seasons, trend_forecaster=sm.AutoETS(model="ZZN"), alias=name)
+    if name == HISTORIC_AVERAGE:
+        return sm.HistoricAverage(alias=name)
     if name == CROSTON:
         return sm.CrostonOptimized(alias=name)
     if name == ADIDA:
