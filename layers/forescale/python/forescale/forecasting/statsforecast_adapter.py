@@ -62,6 +62,7 @@ ETS_MAX_DAYS = 14  # ETS cost grows with length; two weeks hold the daily shape
 WEEKLY_MIN_DAYS = 21
 CV_ORIGINS = 3
 PROFILE_DAYS = 7
+_GRID_POINTS = 100  # resolution of the distributions combined in _spread
 _ERROR_FLOOR_SHARE = 0.1  # conformal errors are relative to max(forecast, 10 % of the mean level)
 
 SEASONAL_NAIVE = "SeasonalNaive"
@@ -87,7 +88,7 @@ class _Prepared:
     y: Array  # bucket mean rates, gaps filled, leading empty buckets dropped; last bucket ends at history.end
     observed: Mask  # the bucket had at least one sample
     profile: Array  # multiplier per position inside a bucket, mean 1
-    sub_ratio: dict[float, float]  # quantiles of raw / (bucket mean * profile); empty when k == 1
+    sub_ratio: Array | None  # raw / (bucket mean * profile) at the probabilities _GRID; None when k == 1
     sparse: bool
     seasonal: bool  # has a daily pattern (or too short to tell)
     horizon_steps: int
@@ -454,18 +455,12 @@ class StatsForecastAdapter:
             intervals = {q: mean for q in (*_LOWER, *_UPPER)}
             notes.append("intervals: none available, collapsed to the median")
 
+        per_bucket = _monotone({0.5: mean, **intervals})
+        if p.sub_ratio is not None:
+            per_bucket = _spread(per_bucket, p.sub_ratio)
         idx = np.arange(p.horizon_steps)
-        bucket, pos = idx // p.k, idx % p.k
-        shape = p.profile[pos]
-        median = mean[bucket] * shape
-        paths: dict[float, Array] = {0.5: median}
-        for q in (*_LOWER, *_UPPER):
-            agg_dev = np.abs(intervals[q][bucket] * shape - median)
-            ratio = p.sub_ratio.get(q, 1.0)
-            # bucket-level and within-bucket scatter, combined as independent spreads
-            dev = np.hypot(agg_dev, abs(ratio - 1.0) * median)
-            paths[q] = median + dev if q > 0.5 else median - dev
-        paths = _monotone(paths)
+        bucket, shape = idx // p.k, p.profile[idx % p.k]
+        paths = _monotone({q: path[bucket] * shape for q, path in per_bucket.items()})
 
         label = name
         if form is not None:
@@ -514,26 +509,53 @@ def _fill_gaps(y: Array, season: int) -> Array:
     return y
 
 
-def _intra_bucket(grid: Array, flat: bool = False) -> tuple[Array, dict[float, float]]:
-    """Mean share of each position in a bucket (mean 1), and quantiles of the scatter around it.
+def _grid() -> Array:
+    import numpy as np
 
-    Only complete buckets with traffic count; with none, the profile is flat.
+    return (np.arange(_GRID_POINTS) + 0.5) / _GRID_POINTS
+
+
+def _intra_bucket(grid: Array, flat: bool = False) -> tuple[Array, Array | None]:
+    """Mean share of each position in a bucket (mean 1), and the distribution of the scatter around it.
+
+    Only complete buckets with traffic count; with none, the profile is flat and there is no scatter.
     """
     import numpy as np
 
     k = grid.shape[1]
     ones = np.ones(k)
     if k == 1:
-        return ones, {}
+        return ones, None
     full = grid[~np.isnan(grid).any(axis=1)]
     full = full[full.mean(axis=1) > 0]
     if len(full) == 0:
-        return ones, {}
+        return ones, None
     shares = full / full.mean(axis=1, keepdims=True)
     profile = ones if flat else shares.mean(axis=0)
     profile = profile / profile.mean()
     ratio = (shares / profile).ravel()
-    return profile, {q: float(np.quantile(ratio, q)) for q in (*_LOWER, *_UPPER)}
+    return profile, np.quantile(ratio, _grid())
+
+
+def _spread(per_bucket: dict[float, Array], ratio: Array) -> dict[float, Array]:
+    """Quantiles of a raw step: bucket rate times within-bucket ratio, taken as independent.
+
+    The bucket distribution is read off its quantile paths (linear in probability, flat beyond 1 %
+    and 99 %); a raw step is a product, so a bursty bucket widens the upper tail multiplicatively.
+    The median stays the point forecast.
+    """
+    import numpy as np
+
+    probs = np.array(sorted(per_bucket))
+    knots = np.stack([per_bucket[q] for q in sorted(per_bucket)])  # (quantiles, buckets)
+    u = _grid()
+    j = np.clip(np.searchsorted(probs, u) - 1, 0, len(probs) - 2)
+    w = np.clip((u - probs[j]) / (probs[j + 1] - probs[j]), 0.0, 1.0)
+    buckets = knots[j] * (1 - w)[:, None] + knots[j + 1] * w[:, None]  # (grid, buckets)
+    products = (buckets[:, None, :] * ratio[None, :, None]).reshape(-1, knots.shape[1])
+    outer = [*_LOWER, *_UPPER]
+    values = np.quantile(products, outer, axis=0)
+    return {0.5: per_bucket[0.5], **{q: values[i] for i, q in enumerate(outer)}}
 
 
 def _seasonal_acf(y: Array, season: int) -> float:

@@ -239,6 +239,11 @@ class _LogAR1:
 # --- deterministic shapes -------------------------------------------------------------------------
 
 
+def _cos_day(t: float, peak_h: float) -> float:
+    """cos of the time of day, 1 at `peak_h` UTC and −1 twelve hours later."""
+    return math.cos(2.0 * math.pi * ((t % DAY_S) / 3600.0 - peak_h) / 24.0)
+
+
 def _daily(t: float, peak_h: float, a1: float, a2: float) -> float:
     """A daily cycle that is 1 at `peak_h` (UTC) and exp(−2·a1) twelve hours later."""
     theta = 2.0 * math.pi * ((t % DAY_S) / 3600.0 - peak_h) / 24.0
@@ -339,10 +344,7 @@ def _batch_spiky(seed: int, grid: _Grid) -> list[float]:
     background = 1.5
     noise = _LogAR1(_rng(seed, name, "noise"), sigma=0.10, tau_s=600, dt_s=c)
     mids = grid.mids()
-    rates = [
-        background * (1.0 + 0.15 * math.cos(2.0 * math.pi * ((t % DAY_S) / 3600.0 - 12.0) / 24.0)) * noise.factor()
-        for t in mids
-    ]
+    rates = [background * (1.0 + 0.15 * _cos_day(t, 12.0)) * noise.factor() for t in mids]
     sched = _rng(seed, name, "schedule")
     hours: list[int] = []
     h = sched.choice([0, 1, 2])
@@ -377,7 +379,7 @@ def _batch_spiky(seed: int, grid: _Grid) -> list[float]:
 def _sparse_hook(seed: int, grid: _Grid) -> list[float]:
     name = "sparse-hook"
     per_s = 3.7 / 3600.0
-    rates = [per_s * math.exp(0.6 * math.cos(2.0 * math.pi * ((t % DAY_S) / 3600.0 - 16.0) / 24.0)) for t in grid.mids()]
+    rates = [per_s * math.exp(0.6 * _cos_day(t, 16.0)) for t in grid.mids()]
     return _sample(_rng(seed, name, "poisson"), _per_step(grid, rates))
 
 
@@ -388,7 +390,8 @@ def _gpu_endpoint(seed: int, grid: _Grid) -> list[float]:
     noise = _LogAR1(_rng(seed, name, "noise"), sigma=0.06, tau_s=900, dt_s=c)
     a1 = math.log(4.0) / 2.0
     rates = [
-        135.0 * _daily(t, 20.0, a1, 0.1) * _weekly(t, 0.8) * drift.factor() * noise.factor() for t in grid.mids()
+        135.0 * _daily(t, 20.0, a1, 0.1) * _weekly(t, 0.8) * drift.factor() * noise.factor()
+        for t in grid.mids()
     ]
     return _sample(_rng(seed, name, "poisson"), _per_step(grid, rates))
 
@@ -419,7 +422,7 @@ def _spike_window(spec: WorkloadSpec, grid: _Grid) -> _Window | None:
     duration = 60 * rng.randint(38, 42)
     multiplier = rng.uniform(3.2, 3.8)
     whole = math.ceil(spec.days - 1e-9)
-    day = whole - 2 if whole >= 2 else whole - 1
+    day = whole - 2 if spec.days >= 2 else whole - 1
     start = min(grid.start + day * DAY_S + tod, grid.end - duration)
     if start < grid.start:
         return None
@@ -454,7 +457,10 @@ def _build(spec: WorkloadSpec) -> Trace:
     gaps = (gap,) if gap else ()
     targets: dict[str, TraceTarget] = {}
     for name in names:
-        series = _api_steady(spec.seed, grid, spike) if name == "api-steady" else _BUILDERS[name](spec.seed, grid)
+        if name == "api-steady":
+            series = _api_steady(spec.seed, grid, spike)
+        else:
+            series = _BUILDERS[name](spec.seed, grid)
         for a, b in gaps:
             for i in range((a - grid.start) // grid.step_s, (b - grid.start) // grid.step_s):
                 series[i] = 0.0
