@@ -46,8 +46,10 @@ def main() -> int:
     trace = load_trace(a.trace)
     for h in a.headroom:
         o = evaluate(trace, clairvoyant(trace, h)).overall()
-        print(f"foresight_limit: {a.trace.stem} headroom={h:g} miss_pct={o.miss_pct:.3f} "
-              f"capacity_vs_oracle={o.capacity_vs_oracle:.3f}")
+        print(
+            f"foresight_limit: {a.trace.stem} headroom={h:g} miss_pct={o.miss_pct:.3f} "
+            f"capacity_vs_oracle={o.capacity_vs_oracle:.3f}"
+        )
     return 0
 
 

@@ -37,7 +37,8 @@ def main() -> int:
     print(
         f"replay_speed: {a.trace.name} policy={a.policy} steps={result.steps} targets={result.targets} "
         f"load_s={load_s:.1f} replay_s={result.wall_s:.1f} forecasting_s={result.forecast_s:.1f} "
-        f"forecasts={result.forecasts} total_s={total:.1f} steps_per_s={result.steps * result.targets / result.wall_s:.0f} "
+        f"forecasts={result.forecasts} total_s={total:.1f} "
+        f"steps_per_s={result.steps * result.targets / result.wall_s:.0f} "
         f"max_rss_mb={rss_mb:.0f}"
     )
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def test_given_a_good_trace_when_replayed_then_the_decisions_csv_follows_the_con
     assert all(r[1] == "fn" and int(r[2]) >= 0 for r in rows[1:])
     # Only changes are written.
     caps = [int(r[2]) for r in rows[1:]]
-    assert all(a != b for a, b in zip(caps, caps[1:], strict=False))
+    assert all(a != b for a, b in itertools.pairwise(caps))
     assert "wall" in capsys.readouterr().out
 
 
@@ -77,8 +78,19 @@ def test_given_an_unknown_policy_parameter_when_replayed_then_exit_2_names_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     trace = _write(tmp_path, _good_rows())
-    code = main(["replay", "--trace", str(trace), "--out", str(tmp_path / "d.csv"), "--policy", "reactive",
-                 "--param", "windw=3"])
+    code = main(
+        [
+            "replay",
+            "--trace",
+            str(trace),
+            "--out",
+            str(tmp_path / "d.csv"),
+            "--policy",
+            "reactive",
+            "--param",
+            "windw=3",
+        ]
+    )
     assert code == 2
     assert "windw" in capsys.readouterr().err
 
@@ -95,8 +107,12 @@ def test_given_a_sidecar_override_when_replayed_then_it_is_used(tmp_path: Path) 
     other.write_text(json.dumps({"step_s": 60, "targets": {"fn": {"kind": "lambda", "duration_ms": 2000}}}))
     out_default, out_other = tmp_path / "a.csv", tmp_path / "b.csv"
     assert main(["replay", "--trace", str(trace), "--out", str(out_default), "--policy", "reactive"]) == 0
-    assert main(["replay", "--trace", str(trace), "--out", str(out_other), "--policy", "reactive",
-                 "--targets", str(other)]) == 0
+    assert (
+        main(
+            ["replay", "--trace", str(trace), "--out", str(out_other), "--policy", "reactive", "--targets", str(other)]
+        )
+        == 0
+    )
     # 20x the duration is 20x the offered load: several times the environments.
     cap = lambda p: max(int(r[2]) for r in list(csv.reader(p.open()))[1:])  # noqa: E731
     assert cap(out_other) > 3 * cap(out_default)

@@ -39,9 +39,7 @@ def test_given_decisions_on_a_small_shared_trace_when_scored_both_ways_then_they
     assert o.api_calls == t["api_calls"]
 
 
-def test_given_the_builtin_workload_with_a_gap_when_scored_both_ways_then_they_agree(
-    yardstick, tmp_path: Path
-) -> None:
+def test_given_the_builtin_workload_with_a_gap_when_scored_both_ways_then_they_agree(yardstick, tmp_path: Path) -> None:
     score, tracelib = yardstick
     trace = generate(days=5, step_s=60, seed=11)
     assert trace.gaps, "the generated workload should contain a source gap"

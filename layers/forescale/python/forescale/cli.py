@@ -51,13 +51,24 @@ def _build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--policy", choices=POLICY_NAMES, default="predictive")
     rp.add_argument("--targets", type=Path, help="sidecar JSON (default: <trace>.targets.json)")
     rp.add_argument("--only", nargs="+", metavar="TARGET", help="replay only these targets")
-    rp.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
-                    help="policy parameter, e.g. sizing_quantile=0.95 (repeatable)")
+    rp.add_argument(
+        "--param",
+        type=_param,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="policy parameter, e.g. sizing_quantile=0.95 (repeatable)",
+    )
     rp.add_argument("--days", type=float, default=9, help="--builtin: days to generate (default 9)")
     rp.add_argument("--seed", type=int, default=7, help="--builtin: generator seed (default 7)")
     rp.add_argument("--no-score", action="store_true", help="skip the evaluation summary")
-    rp.add_argument("--compare", nargs="*", choices=POLICY_NAMES, default=None,
-                    help="also replay these policies and print them side by side")
+    rp.add_argument(
+        "--compare",
+        nargs="*",
+        choices=POLICY_NAMES,
+        default=None,
+        help="also replay these policies and print them side by side",
+    )
 
     bp = sub.add_parser("bench", help="benchmarks")
     bsub = bp.add_subparsers(dest="bench", required=True)
@@ -82,11 +93,15 @@ def _print_scores(label_scores: Sequence[tuple[str, Any]]) -> None:
     print(f"{'policy':16} {'target':28} {'miss %':>8} {'capacity $':>11} {'x oracle':>9} {'changes':>8}")
     for label, score in label_scores:
         for name, r in score.targets.items():
-            print(f"{label:16} {name[:28]:28} {r.miss_pct:8.3f} {r.capacity_cost_usd:11.2f} "
-                  f"{_fmt(r.capacity_vs_oracle):>9} {r.api_calls:8d}")
+            print(
+                f"{label:16} {name[:28]:28} {r.miss_pct:8.3f} {r.capacity_cost_usd:11.2f} "
+                f"{_fmt(r.capacity_vs_oracle):>9} {r.api_calls:8d}"
+            )
         o = score.overall()
-        print(f"{label:16} {'OVERALL':28} {o.miss_pct:8.3f} {o.capacity_cost_usd:11.2f} "
-              f"{_fmt(o.capacity_vs_oracle):>9} {o.api_calls:8d}")
+        print(
+            f"{label:16} {'OVERALL':28} {o.miss_pct:8.3f} {o.capacity_cost_usd:11.2f} "
+            f"{_fmt(o.capacity_vs_oracle):>9} {o.api_calls:8d}"
+        )
 
 
 def _cmd_replay(a: argparse.Namespace) -> int:
@@ -113,9 +128,11 @@ def _cmd_replay(a: argparse.Namespace) -> int:
         return 2
     a.out.parent.mkdir(parents=True, exist_ok=True)
     write_decisions(result.rows, str(a.out))
-    print(f"replay {a.policy}: {result.steps} steps × {result.targets} targets, {len(result.rows)} capacity changes, "
-          f"{result.forecasts} forecasts ({result.refits_on_drift} on drift), wall {result.wall_s:.1f} s "
-          f"(forecasting {result.forecast_s:.1f} s) → {a.out}")
+    print(
+        f"replay {a.policy}: {result.steps} steps × {result.targets} targets, {len(result.rows)} capacity changes, "
+        f"{result.forecasts} forecasts ({result.refits_on_drift} on drift), wall {result.wall_s:.1f} s "
+        f"(forecasting {result.forecast_s:.1f} s) → {a.out}"
+    )
     if result.models:
         print("models: " + ", ".join(f"{k}={v}" for k, v in sorted(result.models.items())))
     if a.no_score:

@@ -6,6 +6,7 @@ data: no DataFrame ever leaves the forecasting adapter.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -37,7 +38,7 @@ class Forecast:
         lengths = {len(v) for v in self.quantiles.values()}
         if len(lengths) != 1:
             raise ValueError(f"forecast for {self.target}: quantile paths differ in length {sorted(lengths)}")
-        if any(v < 0 or v != v for path in self.quantiles.values() for v in path):
+        if any(v < 0 or not math.isfinite(v) for path in self.quantiles.values() for v in path):
             raise ValueError(f"forecast for {self.target}: rates must be finite and >= 0")
 
     @property

@@ -174,11 +174,12 @@ def stabilisation_window(p: Proposal, ctx: GuardrailContext) -> Proposal:
     recent = [c for t, c in ctx.recent_recommendations if ctx.now - t < w]
     if not recent:
         return p
-    held = p.bounded(min(ctx.current, max(max(recent), p.capacity)))
+    held = p.bounded(min(ctx.current, max(*recent, p.capacity)))
     return p.shaped(
         "stabilisation",
         held,
-        f"stabilisation: scale-in {ctx.current}→{p.capacity} held at {held}, the largest recommendation of the last {w}s",
+        f"stabilisation: scale-in {ctx.current}→{p.capacity} held at {held}, "
+        f"the largest recommendation of the last {w}s",
     )
 
 
@@ -203,9 +204,7 @@ def dead_band(p: Proposal, ctx: GuardrailContext) -> Proposal:
     if abs(p.capacity - ctx.current) / ctx.current >= band:
         return p
     held = p.bounded(ctx.current)
-    return p.shaped(
-        "dead-band", held, f"dead-band: {ctx.current}→{p.capacity} is under {band:.0%}, keeping {held}"
-    )
+    return p.shaped("dead-band", held, f"dead-band: {ctx.current}→{p.capacity} is under {band:.0%}, keeping {held}")
 
 
 def budget(p: Proposal, ctx: GuardrailContext) -> Proposal:
@@ -217,7 +216,9 @@ def budget(p: Proposal, ctx: GuardrailContext) -> Proposal:
     if p.capacity <= affordable:
         return p
     new = max(p.floor, affordable)
-    note = f"budget: {p.capacity} costs ${p.capacity * ctx.unit_price_per_hour:.2f}/h over ${cap:.2f}/h, capped at {new}"
+    note = (
+        f"budget: {p.capacity} costs ${p.capacity * ctx.unit_price_per_hour:.2f}/h over ${cap:.2f}/h, capped at {new}"
+    )
     if new > affordable:
         note += f" (the floor {p.floor} outranks the budget)"
     return p.shaped("budget", new, note)

@@ -87,8 +87,9 @@ class Planner:
         in_switch = now < self.type_switch_until
         if in_switch:
             # A blue/green type switch is in flight: AWS rejects a second update until it completes.
-            return self._record(now, self.requested, rec, (), ("in-flight: type switch in progress, holding",),
-                                None, missing, applied)
+            return self._record(
+                now, self.requested, rec, (), ("in-flight: type switch in progress, holding",), None, missing, applied
+            )
         ctx = GuardrailContext(
             now=now,
             current=self.requested,

@@ -64,7 +64,7 @@ class Policy:
         """Record the finished step starting at `ts`; `None` when the metric is missing."""
         self.history.append(ts, rate_rps)
 
-    def use_forecast(self, forecast: Forecast) -> None:  # noqa: B027 - optional hook
+    def use_forecast(self, forecast: Forecast) -> None:
         """Accept a fresh forecast; only forecast-led policies use it."""
 
     def recommend(self, now: int, current: int, applied: int, instance_type: str | None) -> Recommendation:
@@ -420,7 +420,7 @@ class PredictivePolicy(Policy):
         f = self.forecast
         if f is None or not f.covers(now):
             return None
-        out = []
+        out: list[float] = []
         for k in range(-1, horizon + 1):
             v = f.rate_at(now + k * self.step_s)
             out.append(v if v is not None else (out[-1] if out else 0.0))
@@ -468,7 +468,8 @@ class PredictivePolicy(Policy):
         )
         best_expert: _Expert | None = None
         ready = [
-            i for i, (e, u) in enumerate(zip(self.experts, calibrated, strict=True))
+            i
+            for i, (e, u) in enumerate(zip(self.experts, calibrated, strict=True))
             if u is not None and e.scored >= p.min_residuals
         ]
         parts = []
@@ -480,7 +481,8 @@ class PredictivePolicy(Policy):
             model = f" {self.forecast.model}" if best >= 3 and self.forecast else ""
             parts.append(
                 f"predictive [{self.experts[best].name}{model}]: {point:.3g} req/s expected over the next "
-                f"{self.horizon_steps + 1} steps, p{round(p.sizing_quantile * 100)} of its recent errors → {demand:.3g} req/s"
+                f"{self.horizon_steps + 1} steps, p{round(p.sizing_quantile * 100)} of its recent errors "
+                f"→ {demand:.3g} req/s"
             )
         else:
             point = points[0] or 0.0

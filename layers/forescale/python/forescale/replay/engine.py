@@ -105,9 +105,7 @@ def replay(trace: Trace, config: ReplayConfig | None = None) -> ReplayResult:
             if due or (drift and now - last_fit >= cfg.min_refit_gap_s):
                 f0 = time.perf_counter()
                 start = max(0, i - max_hist_steps)
-                histories = [
-                    SeriesHistory(name, trace.time(start), step, history[name][start:]) for name in planners
-                ]
+                histories = [SeriesHistory(name, trace.time(start), step, history[name][start:]) for name in planners]
                 fresh = forecaster.forecast(histories, horizon_s)
                 for name, fc in fresh.items():
                     planners[name].use_forecast(fc)

@@ -128,8 +128,8 @@ def evaluate(trace: Trace, rows: Iterable[DecisionRow], eps: float = 0.01) -> Sc
     for name, tt in trace.targets.items():
         target = tt.to_target()
         req = np.where(valid, np.repeat(np.array(tt.requests, dtype=float) / k, k), 0.0)
-        cap, types, extra = _effective(target, by_target[name], times)
-        cap = np.where(valid, np.array(cap, dtype=float), 0.0)
+        caps, types, extra = _effective(target, by_target[name], times)
+        cap = np.where(valid, np.array(caps, dtype=float), 0.0)
         calls = _api_calls(by_target[name])
         if target.is_lambda:
             out[name] = _score_lambda(np, target, req, cap, sub, eps, calls)
@@ -138,7 +138,9 @@ def evaluate(trace: Trace, rows: Iterable[DecisionRow], eps: float = 0.01) -> Sc
     return Score(out)
 
 
-def _effective(target: Target, rows: Sequence[DecisionRow], times: Sequence[int]) -> tuple[list[int], list[str | None], float]:
+def _effective(
+    target: Target, rows: Sequence[DecisionRow], times: Sequence[int]
+) -> tuple[list[int], list[str | None], float]:
     initial = 0 if target.is_lambda else max(target.min_capacity, 0)
     itype = None if target.is_lambda else target.cheapest_type().name
     model = ActuationModel(target, initial, itype)
@@ -150,7 +152,12 @@ def _effective(target: Target, rows: Sequence[DecisionRow], times: Sequence[int]
         while j < len(rows) and rows[j].decided_at <= t:
             r = rows[j]
             if not target.is_lambda and r.instance_type and r.instance_type != model.requested_type:
-                extra += r.capacity * target.instance(r.instance_type).price_per_hour * target.lead_times.type_change_s / 3600
+                extra += (
+                    r.capacity
+                    * target.instance(r.instance_type).price_per_hour
+                    * target.lead_times.type_change_s
+                    / 3600
+                )
             model.record(r.decided_at, r.capacity, r.instance_type)
             j += 1
         c, ty = model.at(t)
@@ -177,8 +184,10 @@ def _score_lambda(np: Any, t: Target, req: Any, cap: Any, step: int, eps: float,
     oracle = np.where(req > 0, _lambda_oracle(np, m, eps), 0)
     pc = float((cap * step * gb).sum() * LAMBDA_PC_PRICE_PER_GB_S)
     served = float(((req - spilled) * t.duration_s * gb).sum())
-    cost = pc + served * LAMBDA_PC_DURATION_PRICE_PER_GB_S + float(
-        (spilled * t.duration_s * gb).sum() * LAMBDA_ON_DEMAND_PRICE_PER_GB_S
+    cost = (
+        pc
+        + served * LAMBDA_PC_DURATION_PRICE_PER_GB_S
+        + float((spilled * t.duration_s * gb).sum() * LAMBDA_ON_DEMAND_PRICE_PER_GB_S)
     )
     return TargetScore(
         t.name,

@@ -234,9 +234,7 @@ def load_trace(path: str | Path, sidecar: str | Path | None = None) -> Trace:
                 if not name:
                     raise TraceError(f"{path}:{line}: empty target name")
                 if last is not None and (name, ts) <= last:
-                    raise TraceError(
-                        f"{path}:{line}: rows must be sorted by target then timestamp, without duplicates"
-                    )
+                    raise TraceError(f"{path}:{line}: rows must be sorted by target then timestamp, without duplicates")
                 if last is not None and name == last[0] and ts - last[1] != step:
                     raise TraceError(f"{path}:{line}: target {name} skips from {last[1]} to {ts} (step_s is {step})")
                 last = (name, ts)
@@ -293,5 +291,11 @@ def select_targets(trace: Trace, names: Iterable[str] | None) -> Trace:
     if unknown:
         raise TraceError(f"unknown target(s) {', '.join(unknown)}; the trace has {', '.join(sorted(trace.targets))}")
     return Trace(
-        trace.step_s, trace.start, trace.steps, {n: trace.targets[n] for n in wanted}, trace.gaps, trace.meta, trace.path
+        trace.step_s,
+        trace.start,
+        trace.steps,
+        {n: trace.targets[n] for n in wanted},
+        trace.gaps,
+        trace.meta,
+        trace.path,
     )

@@ -112,9 +112,7 @@ def _check_targets(targets: Sequence[str] | None) -> tuple[str, ...]:
     names: list[str] = []
     for name in targets:
         if name not in BUILTIN_TARGETS:
-            raise ValueError(
-                f"targets: unknown target {name!r}; the built-in targets are {', '.join(BUILTIN_TARGETS)}"
-            )
+            raise ValueError(f"targets: unknown target {name!r}; the built-in targets are {', '.join(BUILTIN_TARGETS)}")
         if name not in names:
             names.append(name)
     if not names:
@@ -389,10 +387,7 @@ def _gpu_endpoint(seed: int, grid: _Grid) -> list[float]:
     drift = _LogAR1(_rng(seed, name, "drift"), sigma=0.05, tau_s=3 * DAY_S, dt_s=c)
     noise = _LogAR1(_rng(seed, name, "noise"), sigma=0.06, tau_s=900, dt_s=c)
     a1 = math.log(4.0) / 2.0
-    rates = [
-        135.0 * _daily(t, 20.0, a1, 0.1) * _weekly(t, 0.8) * drift.factor() * noise.factor()
-        for t in grid.mids()
-    ]
+    rates = [135.0 * _daily(t, 20.0, a1, 0.1) * _weekly(t, 0.8) * drift.factor() * noise.factor() for t in grid.mids()]
     return _sample(_rng(seed, name, "poisson"), _per_step(grid, rates))
 
 
@@ -457,10 +452,7 @@ def _build(spec: WorkloadSpec) -> Trace:
     gaps = (gap,) if gap else ()
     targets: dict[str, TraceTarget] = {}
     for name in names:
-        if name == "api-steady":
-            series = _api_steady(spec.seed, grid, spike)
-        else:
-            series = _BUILDERS[name](spec.seed, grid)
+        series = _api_steady(spec.seed, grid, spike) if name == "api-steady" else _BUILDERS[name](spec.seed, grid)
         for a, b in gaps:
             for i in range((a - grid.start) // grid.step_s, (b - grid.start) // grid.step_s):
                 series[i] = 0.0
