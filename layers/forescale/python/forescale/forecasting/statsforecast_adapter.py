@@ -8,15 +8,20 @@ the same bucket a season earlier, else by interpolation.
 
 Each target gets its own model, chosen by rolling-origin MASE on its own bucket history (3 origins,
 one season ahead each) and kept for `reselect_every_s` of data time. Every `forecast` call refits the
-chosen models, one batched `StatsForecast.forecast` per distinct model. The bucket forecast is spread
-back onto the history's own grid with the mean intra-bucket profile of the last 7 days, and its
-quantiles are widened by the observed within-bucket scatter.
+chosen models, one batched `StatsForecast.forecast` per distinct model; for AutoETS the components
+found at selection (e.g. "MAMN") are refitted on the last 14 days, which skips the 4x dearer 'ZZZ'
+search. Quantiles come from the model's levels (80/90/98 %), or for Croston/ADIDA/IMAPA from the
+empirical relative errors at the rolling origins. The bucket forecast is spread back onto the
+history's own grid with the mean intra-bucket profile of the last 7 days; the other quantiles are
+those of bucket rate x within-bucket ratio (both empirical, taken as independent), so a bursty
+minute within a calm hour still shows in the upper tail.
 
 Thresholds:
 - no forecast (target omitted) with fewer than one season of observed buckets (one day at 1 h),
   or when every observed rate is zero or the history is all None;
 - model selection needs >= 3 seasons of buckets (two to train, one to test); before that the target
-  gets SeasonalNaive unselected (`mase=None`) and selection is retried on the next call;
+  gets SeasonalNaive (HistoricAverage if intermittent) unselected, `mase=None`, and selection is
+  retried on the next call;
 - a target is sparse when more than 30 % of its observed buckets are zero. A sparse target with a
   daily pattern (lag-one-day autocorrelation of bucket means >= 0.2, e.g. office-hours traffic)
   gets CrostonOptimized, ADIDA and IMAPA added to the seasonal candidates; one without is
@@ -27,9 +32,6 @@ Thresholds:
 pandas, numpy and statsforecast are imported inside methods only: the zip Lambdas import `forescale`
 without them. DataFrames never leave this module.
 """
-
-# Lazy imports are the point of this module (see the docstring):
-# ruff: noqa: PLC0415
 
 from __future__ import annotations
 
@@ -191,8 +193,17 @@ class StatsForecastAdapter:
         for p in prepared:
             groups.setdefault(self._model_key(p), []).append(p)
         out: dict[str, Forecast] = {}
-        for key, members in groups.items():
-            paths = self._batch_forecast(key, members)
+        for planned, members in groups.items():
+            key = planned
+            try:
+                paths = self._batch_forecast(key, members)
+            except Exception as exc:  # statsforecast's fallback covers failed fits, not everything else
+                if key[0] == SEASONAL_NAIVE:
+                    raise
+                key = (SEASONAL_NAIVE, key[1], False, None)
+                paths = self._batch_forecast(key, members)
+                for p in members:
+                    p.notes.append(f"{planned[0]} failed ({type(exc).__name__}: {exc}); SeasonalNaive used")
             for p in members:
                 mean, intervals = paths[p.target]
                 out[p.target] = self._assemble(p, key, mean, intervals)
@@ -281,7 +292,13 @@ class StatsForecastAdapter:
         # target -> model -> (bucket index, actual, forecast)
         cv: dict[str, dict[str, tuple[Any, Any, Any]]] = {p.target: {} for p in due}
         for (name, season, weekly, n_orig), members in jobs.items():
-            for target, triple in self._cross_validate(name, season, weekly, n_orig, members).items():
+            try:
+                scored = self._cross_validate(name, season, weekly, n_orig, members)
+            except Exception as exc:  # a candidate that cannot be evaluated just does not compete
+                for p in members:
+                    p.notes.append(f"{name} not evaluated ({type(exc).__name__}: {exc})")
+                continue
+            for target, triple in scored.items():
                 cv[target][name] = triple
 
         ets_winners: list[_Prepared] = []
@@ -314,7 +331,7 @@ class StatsForecastAdapter:
         forms = self._ets_forms(ets_winners)
         for p in due:
             if p.target not in chosen:
-                p.notes.append("model not selected yet (short history)")
+                p.notes.append("no model selection this call (under three seasons, or no candidate scored)")
                 continue
             best, mase, errors, scores = chosen[p.target]
             self._selections[p.target] = _Selection(
@@ -436,8 +453,8 @@ class StatsForecastAdapter:
         name, season, weekly, form = key
         notes = list(p.notes)
         sel = self._selections.get(p.target)
-        if sel is None or sel.season != p.season:
-            sel = None
+        if sel is None or sel.season != p.season or sel.model != name:
+            sel = None  # its MASE and errors describe another model
         if not np.all(np.isfinite(mean)):
             level = float(np.mean(p.y[-season:]))
             mean = np.where(np.isfinite(mean), mean, level)
@@ -460,7 +477,13 @@ class StatsForecastAdapter:
             per_bucket = _spread(per_bucket, p.sub_ratio)
         idx = np.arange(p.horizon_steps)
         bucket, shape = idx // p.k, p.profile[idx % p.k]
-        paths = _monotone({q: path[bucket] * shape for q, path in per_bucket.items()})
+        raw = {q: path[bucket] * shape for q, path in per_bucket.items()}
+        if not all(np.all(np.isfinite(path)) for path in raw.values()):
+            # never expected; one bad target must not sink the whole call
+            raw = {q: np.where(np.isfinite(path), path, raw[0.5]) for q, path in raw.items()}
+            raw[0.5] = np.nan_to_num(raw[0.5], nan=0.0, posinf=0.0)
+            notes.append("non-finite quantiles replaced by the median")
+        paths = _monotone(raw)
 
         label = name
         if form is not None:
@@ -533,7 +556,8 @@ def _intra_bucket(grid: Array, flat: bool = False) -> tuple[Array, Array | None]
     shares = full / full.mean(axis=1, keepdims=True)
     profile = ones if flat else shares.mean(axis=0)
     profile = profile / profile.mean()
-    ratio = (shares / profile).ravel()
+    live = profile > 0  # a position that never sees traffic has no scatter to measure
+    ratio = (shares[:, live] / profile[live]).ravel()
     return profile, np.quantile(ratio, _grid())
 
 
