@@ -254,13 +254,15 @@ class PredictiveParams:
     - `trend_gain`: how much of the last step's rise is extrapolated over the lead time.
     - `residual_window_s`: how far back the conformal errors reach.
     - `reactive_headroom`: the floor is the recent peak × this (the reactive overlay).
-    - `panic_headroom`: on demand above the forecast's upper band, size at least for it × this.
+    - `panic_quantile`: the upper band for panic mode: demand above this calibrated quantile of the
+      previous step's forecast is a surprise the forecast did not allow for.
+    - `panic_headroom`: on such a surprise, size at least for the observed demand × this.
     - `use_seasonal_shape`: scale the level by the forecast's expected change over the horizon.
     - `error_shift`: errors are log((actual + c) / (forecast + c)) with c this share of the recent
       day's mean rate, so that near-zero forecasts of intermittent targets don't explode the headroom.
     """
 
-    sizing_quantile: float = 0.9
+    sizing_quantile: float = 0.92
     level_alpha: float = 1.0
     peak_window: int = 1
     trend_gain: float = 0.0
@@ -269,6 +271,7 @@ class PredictiveParams:
     default_headroom: float = 1.2
     reactive_headroom: float = 1.0
     reactive_window: int = 1
+    panic_quantile: float = 0.995
     panic_headroom: float = 1.1
     use_seasonal_shape: bool = True
     shape_clip: float = 4.0
@@ -326,12 +329,13 @@ class PredictivePolicy(Policy):
     """
 
     name = "predictive"
-    EXPERTS = ("level", "smooth", "blend", "level×shape", "smooth×shape", "seasonal")
+    EXPERTS = ("level", "smooth", "blend", "hour-peak", "level×shape", "smooth×shape", "seasonal")
 
     def __init__(self, target: Target, step_s: int, params: PredictiveParams | None = None) -> None:
         self.params = params or PredictiveParams()
         p = self.params
         self.day_steps = max(1, DAY_S // step_s)
+        self.hour_steps = max(1, 3600 // step_s)
         super().__init__(target, step_s, history_steps=max(self.day_steps + 4, p.peak_window + 2))
         self.forecast: Forecast | None = None
         self.level = 0.0
@@ -436,11 +440,19 @@ class PredictivePolicy(Policy):
             base = max(base, h.last + p.trend_gain * (h.last - h.ago(2)) * horizon)
         path = self._forecast_path(now, horizon) if p.use_seasonal_shape else None
         if path is None:
-            return (base, self.smooth, 0.5 * (h.last + self.smooth), None, None, None)
+            return (base, self.smooth, 0.5 * (h.last + self.smooth), h.peak(self.hour_steps), None, None, None)
         ref = path[0] + self.floor_rate
         clip = p.shape_clip
         shape = max(min(clip, max(1 / clip, (v + self.floor_rate) / ref)) for v in path[1:])
-        return (base, self.smooth, 0.5 * (h.last + self.smooth), base * shape, self.smooth * shape, max(path[1:]))
+        return (
+            base,
+            self.smooth,
+            0.5 * (h.last + self.smooth),
+            h.peak(self.hour_steps),
+            base * shape,
+            self.smooth * shape,
+            max(path[1:]),
+        )
 
     def _scale(self) -> float:
         """Error scale (locally adaptive conformal): recent volatility over the usual, within [0.5, 2].
@@ -478,7 +490,10 @@ class PredictivePolicy(Policy):
             best_expert = self.experts[best]
             point, demand = points[best], calibrated[best]
             assert point is not None and demand is not None
-            model = f" {self.forecast.model}" if best >= 3 and self.forecast else ""
+            c = self._shift()
+            band = math.exp(best_expert.errors.quantile(p.panic_quantile) * self._scale())
+            panic_band = max(demand, (point + c) * band - c)
+            model = f" {self.forecast.model}" if best >= 4 and self.forecast else ""
             parts.append(
                 f"predictive [{self.experts[best].name}{model}]: {point:.3g} req/s expected over the next "
                 f"{self.horizon_steps + 1} steps, p{round(p.sizing_quantile * 100)} of its recent errors "
@@ -487,7 +502,8 @@ class PredictivePolicy(Policy):
         else:
             point = points[0] or 0.0
             demand = point * p.default_headroom
-            why = "no forecast yet" if points[3] is None else "calibrating"
+            panic_band = point * p.default_headroom * 1.5
+            why = "no forecast yet" if points[4] is None else "calibrating"
             parts.append(f"reactive fallback ({why}): level {point:.3g} req/s × {p.default_headroom:g}")
         if self.steps_seen:
             self.pending.append((self.steps_seen, points, calibrated, self._scale()))
@@ -499,7 +515,7 @@ class PredictivePolicy(Policy):
         if panic:
             demand = max(demand, h.last * p.panic_headroom)
             parts.append(f"PANIC: {h.last:.3g} req/s beat the upper band {self.upper_band:.3g}; refit")
-        self.upper_band = demand
+        self.upper_band = max(panic_band, demand)
         itype = instance_type
         if self.target.kind.value == "sagemaker-instance-type":
             itype, note = self._rightsize(now, instance_type, demand)

@@ -84,6 +84,7 @@ def replay(trace: Trace, config: ReplayConfig | None = None) -> ReplayResult:
     rows: list[DecisionRow] = []
     kept: list[Decision] = []
     last_fit = -(10**12)
+    target_fit: dict[str, int] = {}
     forecasts = drift_refits = 0
     forecast_s = 0.0
     models: dict[str, str] = {}
@@ -100,20 +101,32 @@ def replay(trace: Trace, config: ReplayConfig | None = None) -> ReplayResult:
                 planner.observe(ts, rate)
                 history[name].append(rate)
         if forecaster is not None and i >= min_hist_steps:
-            drift = any(p.refit_requested for p in planners.values())
             due = now - last_fit >= cfg.refit_every_s
-            if due or (drift and now - last_fit >= cfg.min_refit_gap_s):
+            if due:
+                names = list(planners)
+            else:
+                # Drift: refit only the targets that asked, each at most once per min_refit_gap_s.
+                names = [
+                    n
+                    for n, p in planners.items()
+                    if p.refit_requested and now - target_fit.get(n, last_fit) >= cfg.min_refit_gap_s
+                ]
+            if names:
                 f0 = time.perf_counter()
                 start = max(0, i - max_hist_steps)
-                histories = [SeriesHistory(name, trace.time(start), step, history[name][start:]) for name in planners]
+                histories = [SeriesHistory(n, trace.time(start), step, history[n][start:]) for n in names]
                 fresh = forecaster.forecast(histories, horizon_s)
-                for name, fc in fresh.items():
-                    planners[name].use_forecast(fc)
-                    models[name] = fc.model
+                for n in names:
+                    target_fit[n] = now
+                    planners[n].refit_requested = False
+                for n, fc in fresh.items():
+                    planners[n].use_forecast(fc)
+                    models[n] = fc.model
                 forecast_s += time.perf_counter() - f0
                 forecasts += 1
-                drift_refits += int(drift and not due)
-                last_fit = now
+                drift_refits += int(not due)
+                if due:
+                    last_fit = now
         for name, planner in planners.items():
             applied, _ = actuation[name].at(now)
             d = planner.decide(StepInput(now=now, applied=applied))
