@@ -20,11 +20,13 @@ class EchoForecaster:
 
     def __init__(self) -> None:
         self.calls: list[int] = []
+        self.by_target: dict[str, list[int]] = {}
 
     def forecast(self, histories: list[SeriesHistory], horizon_s: int) -> dict[str, Forecast]:
         out = {}
         for h in histories:
             self.calls.append(h.end)
+            self.by_target.setdefault(h.target, []).append(h.end)
             day = 86_400 // h.step_s
             last = [r if r is not None else 0.0 for r in h.rates[-day:]]
             n = -(-horizon_s // h.step_s)
@@ -52,5 +54,9 @@ def test_given_three_days_when_replaying_predictive_then_it_refits_daily_after_o
     ends = sorted(set(fc.calls))
     assert ends, "the forecaster was never called"
     assert ends[0] == trace.start + 86_400  # not before a day of history
-    assert all(b - a >= 3600 for a, b in itertools.pairwise(ends))  # drift refits at most hourly
+    # Drift refits are per target and at most hourly for each.
+    for target_ends in fc.by_target.values():
+        assert all(b - a >= 3600 for a, b in itertools.pairwise(target_ends))
+    # Every target is refitted at least daily.
+    assert all(len(e) >= 2 for e in fc.by_target.values())
     assert all(end < trace.end for end in ends)

@@ -17,7 +17,8 @@ from typing import Any
 # (label, policy, params): the policies compared, with a second aggressiveness for predictive.
 RUNS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("predictive", "predictive", {}),
-    ("predictive-safe", "predictive", {"sizing_quantile": 0.95}),
+    ("predictive q0.95", "predictive", {"sizing_quantile": 0.95}),
+    ("predictive $1e-4/miss", "predictive", {"miss_cost_usd": 0.0001}),
     ("reactive 1x1.1", "reactive", {"window": 1, "headroom": 1.1}),
     ("reactive 3x1.2", "reactive", {"window": 3, "headroom": 1.2}),
     ("target-tracking", "target-tracking", {}),
