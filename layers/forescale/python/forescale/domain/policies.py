@@ -170,6 +170,7 @@ class TargetTrackingPolicy(Policy):
         self.last_in = -(10**12)
         self.started = False
         self._applied_for_last = 0
+        self._last_avg = 0.0
 
     def observe(self, ts: int, rate_rps: float | None) -> None:
         super().observe(ts, rate_rps)
@@ -196,7 +197,7 @@ class TargetTrackingPolicy(Policy):
             self.started = True
             return Recommendation(max(floor, current), f"target-tracking: initial capacity {floor}")
         sm = not self.target.is_lambda
-        avg = getattr(self, "_last_avg", 0.0)
+        avg = self._last_avg
         if self.history.last_missing:
             return Recommendation(current, "target-tracking: INSUFFICIENT_DATA, alarms hold")
         if self.above >= self.out_needed and (not sm or now - self.last_out >= self.SAGEMAKER_COOLDOWN_S):
@@ -329,7 +330,7 @@ class PredictivePolicy(Policy):
     """
 
     name = "predictive"
-    EXPERTS = ("level", "smooth", "blend", "hour-peak", "level×shape", "smooth×shape", "seasonal")
+    EXPERTS = ("level", "smooth", "blend", "short-peak", "hour-peak", "level×shape", "smooth×shape", "seasonal")
 
     def __init__(self, target: Target, step_s: int, params: PredictiveParams | None = None) -> None:
         self.params = params or PredictiveParams()
@@ -440,7 +441,7 @@ class PredictivePolicy(Policy):
             base = max(base, h.last + p.trend_gain * (h.last - h.ago(2)) * horizon)
         path = self._forecast_path(now, horizon) if p.use_seasonal_shape else None
         if path is None:
-            return (base, self.smooth, 0.5 * (h.last + self.smooth), h.peak(self.hour_steps), None, None, None)
+            return (base, self.smooth, 0.5 * (h.last + self.smooth), h.peak(3), h.peak(self.hour_steps), None, None, None)
         ref = path[0] + self.floor_rate
         clip = p.shape_clip
         shape = max(min(clip, max(1 / clip, (v + self.floor_rate) / ref)) for v in path[1:])
@@ -448,6 +449,7 @@ class PredictivePolicy(Policy):
             base,
             self.smooth,
             0.5 * (h.last + self.smooth),
+            h.peak(3),
             h.peak(self.hour_steps),
             base * shape,
             self.smooth * shape,
@@ -493,7 +495,7 @@ class PredictivePolicy(Policy):
             c = self._shift()
             band = math.exp(best_expert.errors.quantile(p.panic_quantile) * self._scale())
             panic_band = max(demand, (point + c) * band - c)
-            model = f" {self.forecast.model}" if best >= 4 and self.forecast else ""
+            model = f" {self.forecast.model}" if best >= 5 and self.forecast else ""
             parts.append(
                 f"predictive [{self.experts[best].name}{model}]: {point:.3g} req/s expected over the next "
                 f"{self.horizon_steps + 1} steps, p{round(p.sizing_quantile * 100)} of its recent errors "
@@ -503,7 +505,7 @@ class PredictivePolicy(Policy):
             point = points[0] or 0.0
             demand = point * p.default_headroom
             panic_band = point * p.default_headroom * 1.5
-            why = "no forecast yet" if points[4] is None else "calibrating"
+            why = "no forecast yet" if points[5] is None else "calibrating"
             parts.append(f"reactive fallback ({why}): level {point:.3g} req/s × {p.default_headroom:g}")
         if self.steps_seen:
             self.pending.append((self.steps_seen, points, calibrated, self._scale()))

@@ -89,7 +89,7 @@ def run_bench(traces_dir: Path, only: Sequence[str] | None, out: Path | None, ra
         header = (
             "# Benchmarks: policies × traces\n\n"
             "Produced by `uv run forescale bench replay --out docs/benchmarks.md` "
-            f"(traces from `{traces_dir.name}/`; {len(jobs)} replays, {wall:.0f} s wall on 2 cores).\n"
+            f"(traces from `../shared/{traces_dir.name}/`; {len(jobs)} replays, {wall:.0f} s wall on 2 cores).\n"
             "miss % is spilled (Lambda) or violating (SageMaker) requests; capacity × oracle is paid "
             "capacity over the perfect-foresight oracle's (yardstick model, eps 0.01).\n\n"
         )
