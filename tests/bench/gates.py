@@ -45,12 +45,23 @@ def main() -> int:
                     check=True,
                     capture_output=True,
                 )
-                scored = subprocess.run(
-                    [sys.executable, str(SHARED / "bench" / "score.py"), "--trace", str(trace), "--decisions", str(out)],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                ).stdout.strip().splitlines()[-1]
+                scored = (
+                    subprocess.run(
+                        [
+                            sys.executable,
+                            str(SHARED / "bench" / "score.py"),
+                            "--trace",
+                            str(trace),
+                            "--decisions",
+                            str(out),
+                        ],
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    )
+                    .stdout.strip()
+                    .splitlines()[-1]
+                )
                 print(f"gates: {name:16} {label:16} {scored}  | gate: miss <= {miss_gate} at <= {cap_gate}")
     return 0
 

@@ -439,22 +439,14 @@ class PredictivePolicy(Policy):
         base = max(self.level, h.peak(p.peak_window))
         if p.trend_gain and len(h) >= 2:
             base = max(base, h.last + p.trend_gain * (h.last - h.ago(2)) * horizon)
+        history_only = (base, self.smooth, 0.5 * (h.last + self.smooth), h.peak(3), h.peak(self.hour_steps))
         path = self._forecast_path(now, horizon) if p.use_seasonal_shape else None
         if path is None:
-            return (base, self.smooth, 0.5 * (h.last + self.smooth), h.peak(3), h.peak(self.hour_steps), None, None, None)
+            return (*history_only, None, None, None)
         ref = path[0] + self.floor_rate
         clip = p.shape_clip
         shape = max(min(clip, max(1 / clip, (v + self.floor_rate) / ref)) for v in path[1:])
-        return (
-            base,
-            self.smooth,
-            0.5 * (h.last + self.smooth),
-            h.peak(3),
-            h.peak(self.hour_steps),
-            base * shape,
-            self.smooth * shape,
-            max(path[1:]),
-        )
+        return (*history_only, base * shape, self.smooth * shape, max(path[1:]))
 
     def _scale(self) -> float:
         """Error scale (locally adaptive conformal): recent volatility over the usual, within [0.5, 2].
