@@ -45,9 +45,7 @@ NAMES = {
 
 
 def ctx(current: int = 10, settings: GuardrailSettings | None = None, **kw) -> GuardrailContext:
-    return GuardrailContext(
-        now=kw.pop("now", NOW), current=current, settings=settings or GuardrailSettings(), **kw
-    )
+    return GuardrailContext(now=kw.pop("now", NOW), current=current, settings=settings or GuardrailSettings(), **kw)
 
 
 def check(p: Proposal, expected: int, name: str, shaped: bool) -> None:
@@ -91,9 +89,7 @@ def test_guardrail_settings_reject_bad_values() -> None:
         pytest.param(False, 10, 5, 5, False, id="given-data-when-scale-in-then-allowed"),
     ],
 )
-def test_hold_on_missing_data(
-    missing: bool, current: int, proposed: int, expected: int, shaped: bool
-) -> None:
+def test_hold_on_missing_data(missing: bool, current: int, proposed: int, expected: int, shaped: bool) -> None:
     p = hold_on_missing_data(Proposal(proposed), ctx(current, data_missing=missing))
     check(p, expected, "missing-data", shaped)
 
@@ -134,27 +130,15 @@ def test_given_an_earlier_ceiling_when_clamping_then_the_lower_ceiling_is_kept()
         pytest.param(AccountHeadroom(1000), 950, 900, True, id="given-1000-limit-then-100-stay-unreserved"),
         pytest.param(AccountHeadroom(1000), 900, 900, False, id="given-exactly-the-headroom-then-untouched"),
         pytest.param(AccountHeadroom(1000, 300), 650, 600, True, id="given-300-reserved-elsewhere-then-600"),
-        pytest.param(
-            AccountHeadroom(1000, 0, 200), 500, 200, True, id="given-function-reserved-200-then-200"
-        ),
-        pytest.param(
-            AccountHeadroom(1000, 0, 200), 150, 150, False, id="given-under-function-reserved-then-ok"
-        ),
-        pytest.param(
-            AccountHeadroom(1000, 0, 950), 950, 900, True, id="given-reserved-above-headroom-then-900"
-        ),
+        pytest.param(AccountHeadroom(1000, 0, 200), 500, 200, True, id="given-function-reserved-200-then-200"),
+        pytest.param(AccountHeadroom(1000, 0, 200), 150, 150, False, id="given-under-function-reserved-then-ok"),
+        pytest.param(AccountHeadroom(1000, 0, 950), 950, 900, True, id="given-reserved-above-headroom-then-900"),
         pytest.param(AccountHeadroom(1000, 950), 10, 0, True, id="given-no-headroom-left-then-zero"),
-        pytest.param(
-            AccountHeadroom(3000, 500, 2000), 2500, 2000, True, id="given-big-account-then-reserved-wins"
-        ),
-        pytest.param(
-            AccountHeadroom(1000, 0, None, 0), 1000, 1000, False, id="given-min-unreserved-0-then-all"
-        ),
+        pytest.param(AccountHeadroom(3000, 500, 2000), 2500, 2000, True, id="given-big-account-then-reserved-wins"),
+        pytest.param(AccountHeadroom(1000, 0, None, 0), 1000, 1000, False, id="given-min-unreserved-0-then-all"),
     ],
 )
-def test_account_headroom(
-    account: AccountHeadroom | None, proposed: int, expected: int, shaped: bool
-) -> None:
+def test_account_headroom(account: AccountHeadroom | None, proposed: int, expected: int, shaped: bool) -> None:
     p = account_headroom(Proposal(proposed), ctx(0, account=account))
     check(p, expected, "account-headroom", shaped)
     if account is not None:
@@ -169,9 +153,7 @@ def test_given_a_floor_above_the_account_ceiling_when_headroom_runs_then_the_flo
 @pytest.mark.parametrize(
     ("account", "phrase"),
     [
-        pytest.param(
-            AccountHeadroom(1000, 0, 200), "function reserved concurrency 200", id="function-reserved"
-        ),
+        pytest.param(AccountHeadroom(1000, 0, 200), "function reserved concurrency 200", id="function-reserved"),
         pytest.param(
             AccountHeadroom(1000, 300),
             "account limit 1000 - 100 unreserved - 300 reserved elsewhere",
@@ -179,9 +161,7 @@ def test_given_a_floor_above_the_account_ceiling_when_headroom_runs_then_the_flo
         ),
     ],
 )
-def test_given_headroom_caps_when_reading_the_note_then_it_says_why(
-    account: AccountHeadroom, phrase: str
-) -> None:
+def test_given_headroom_caps_when_reading_the_note_then_it_says_why(account: AccountHeadroom, phrase: str) -> None:
     p = account_headroom(Proposal(5000), ctx(0, account=account))
     assert p.notes == (f"account-headroom: capped 5000 at {account.ceiling()} ({phrase})",)
 
@@ -203,18 +183,10 @@ def test_default_headroom_keeps_100_unreserved() -> None:
         pytest.param(10, Proposal(7), (5, 3), 7, False, id="given-down-exactly-3-then-untouched"),
         pytest.param(10, Proposal(100), (None, None), 100, False, id="given-no-limits-then-untouched"),
         pytest.param(10, Proposal(0), (5, None), 0, False, id="given-only-up-limit-when-down-then-untouched"),
-        pytest.param(
-            10, Proposal(100), (None, 3), 100, False, id="given-only-down-limit-when-up-then-untouched"
-        ),
-        pytest.param(
-            0, Proposal(12, floor=12), (5, 3), 12, False, id="given-floor-above-step-then-floor-wins"
-        ),
-        pytest.param(
-            10, Proposal(4, ceiling=4), (5, 3), 4, False, id="given-ceiling-below-step-then-ceiling-wins"
-        ),
-        pytest.param(
-            10, Proposal(30, ceiling=13), (5, 3), 13, True, id="given-step-past-ceiling-then-ceiling"
-        ),
+        pytest.param(10, Proposal(100), (None, 3), 100, False, id="given-only-down-limit-when-up-then-untouched"),
+        pytest.param(0, Proposal(12, floor=12), (5, 3), 12, False, id="given-floor-above-step-then-floor-wins"),
+        pytest.param(10, Proposal(4, ceiling=4), (5, 3), 4, False, id="given-ceiling-below-step-then-ceiling-wins"),
+        pytest.param(10, Proposal(30, ceiling=13), (5, 3), 13, True, id="given-step-past-ceiling-then-ceiling"),
         pytest.param(10, Proposal(30, ceiling=20), (5, 3), 15, True, id="given-step-under-ceiling-then-step"),
     ],
 )
@@ -232,9 +204,7 @@ def test_max_step(
     ("window", "proposed", "recent", "expected", "shaped"),
     [
         pytest.param(300, 5, [(NOW - 200, 9), (NOW - 100, 8)], 9, True, id="given-recent-9-then-held-at-9"),
-        pytest.param(
-            300, 5, [(NOW - 100, 20)], 10, True, id="given-recent-above-current-then-held-at-current"
-        ),
+        pytest.param(300, 5, [(NOW - 100, 20)], 10, True, id="given-recent-above-current-then-held-at-current"),
         pytest.param(300, 5, [(NOW - 100, 3)], 5, False, id="given-recent-lower-then-scale-in-allowed"),
         pytest.param(300, 5, [(NOW - 300, 9)], 5, False, id="given-recent-exactly-w-ago-then-outside"),
         pytest.param(300, 5, [(NOW - 299, 9)], 9, True, id="given-recent-just-inside-w-then-held"),
@@ -318,12 +288,8 @@ def test_budget(cap: float | None, price: float, proposal: Proposal, expected: i
 
 
 def test_given_budget_below_floor_when_capped_then_the_note_says_the_floor_outranks_it() -> None:
-    p = budget(
-        Proposal(10, floor=8), ctx(0, GuardrailSettings(budget_per_hour=10.0), unit_price_per_hour=1.5)
-    )
-    assert p.notes == (
-        "budget: 10 costs $15.00/h over $10.00/h, capped at 8 (the floor 8 outranks the budget)",
-    )
+    p = budget(Proposal(10, floor=8), ctx(0, GuardrailSettings(budget_per_hour=10.0), unit_price_per_hour=1.5))
+    assert p.notes == ("budget: 10 costs $15.00/h over $10.00/h, capped at 8 (the floor 8 outranks the budget)",)
 
 
 # ------------------------------------------------------------------------------------------ the chain
@@ -360,9 +326,7 @@ def test_default_chain_order_is_the_documented_one() -> None:
     ("recent_peak", "expected", "shaped_by"),
     [
         pytest.param(12, 16, ("max-step",), id="given-lower-recent-when-stepped-then-only-max-step"),
-        pytest.param(
-            18, 18, ("max-step", "stabilisation"), id="given-higher-recent-then-max-step-then-stabilised"
-        ),
+        pytest.param(18, 18, ("max-step", "stabilisation"), id="given-higher-recent-then-max-step-then-stabilised"),
     ],
 )
 def test_given_a_big_scale_in_when_chained_then_max_step_runs_before_stabilisation(
@@ -424,9 +388,7 @@ def test_given_max_step_up_when_the_account_ceiling_is_nearer_then_the_ceiling_s
         ),
     ],
 )
-def test_given_missing_data_when_the_chain_runs_then_it_never_scales_in(
-    settings: GuardrailSettings, kw
-) -> None:
+def test_given_missing_data_when_the_chain_runs_then_it_never_scales_in(settings: GuardrailSettings, kw) -> None:
     p = apply_chain(0, ctx(50, settings, data_missing=True, **kw))
     assert p.capacity == 50
     assert p.shaped_by == ("missing-data",)
@@ -439,9 +401,7 @@ def test_given_missing_data_when_demand_rises_then_it_still_scales_out() -> None
     assert p.shaped_by == ("max-step",)
 
 
-def test_given_several_guardrails_fire_when_chained_then_each_note_is_readable_and_names_its_guardrail() -> (
-    None
-):
+def test_given_several_guardrails_fire_when_chained_then_each_note_is_readable_and_names_its_guardrail() -> None:
     s = GuardrailSettings(min_capacity=0, max_capacity=100, max_step_up=20, budget_per_hour=25.0)
     p = apply_chain(500, ctx(10, s, unit_price_per_hour=1.0))
     assert p.capacity == 25

@@ -231,3 +231,24 @@ def test_given_a_type_switch_in_flight_when_the_planner_decides_then_it_holds() 
     planner.observe(now, 80.0)
     held = planner.decide(StepInput(now=now + STEP))
     assert not held.changed and "type switch in progress" in held.reason
+
+
+def test_given_a_lead_shorter_than_the_step_when_replaying_predictive_then_it_prescales_one_lead_before_steps() -> None:
+    from forescale.replay.engine import ReplayConfig, replay
+    from forescale.replay.workload import generate
+
+    trace = generate(days=1.2, step_s=600, seed=2, targets=["api-steady"])
+    result = replay(trace, ReplayConfig(policy="predictive", keep_decisions=True))
+    inside = [r for r in result.rows if (r.decided_at - trace.start) % trace.step_s]
+    assert inside, "no pre-scale decision was made"
+    # Lambda scale-out lead is 120 s: pre-scale decisions land exactly on the next step's start.
+    assert all((r.decided_at - trace.start) % trace.step_s == trace.step_s - 120 for r in inside)
+    prescales = [d for d in result.decisions if "pre-scale" in d.reason]
+    assert prescales and all(d.capacity >= d.previous for d in prescales)
+
+
+def test_given_a_lead_longer_than_the_step_when_planning_then_there_is_no_prescale() -> None:
+    planner = Planner(FN, PredictivePolicy(FN, STEP))  # 120 s lead, 60 s steps
+    assert planner.prescale_lead_s is None
+    planner = Planner(FN, PredictivePolicy(FN, 600))
+    assert planner.prescale_lead_s == 120

@@ -188,9 +188,7 @@ def test_offered_load_rejects_bad_input_naming_the_argument(rate: float, duratio
         pytest.param(55.0, 10.0, 5, 6, id="demand-over-min"),
     ],
 )
-def test_sagemaker_instances_ceil_with_min(
-    rate: float, capacity: float, min_instances: int, expected: int
-) -> None:
+def test_sagemaker_instances_ceil_with_min(rate: float, capacity: float, min_instances: int, expected: int) -> None:
     assert sagemaker_instances(rate, capacity, min_instances) == expected
 
 
@@ -202,9 +200,7 @@ def test_sagemaker_instances_ceil_with_min(
         pytest.param(-1.0, 10.0, "rate_rps", id="negative-rate"),
     ],
 )
-def test_sagemaker_instances_rejects_bad_input_naming_the_argument(
-    rate: float, capacity: float, bad: str
-) -> None:
+def test_sagemaker_instances_rejects_bad_input_naming_the_argument(rate: float, capacity: float, bad: str) -> None:
     with pytest.raises(ValueError, match=bad):
         sagemaker_instances(rate, capacity)
 
@@ -304,9 +300,7 @@ def test_type_switch_default_switch_time_is_ten_minutes() -> None:
         pytest.param(lambda: offered_load(10.0, math.inf), "duration_s", id="offered-load-inf-duration"),
         pytest.param(lambda: sagemaker_instances(math.nan, 10.0), "rate_rps", id="sagemaker-nan-rate"),
         pytest.param(lambda: sagemaker_instances(math.inf, 10.0), "rate_rps", id="sagemaker-inf-rate"),
-        pytest.param(
-            lambda: sagemaker_instances(10.0, math.nan), "capacity_rps", id="sagemaker-nan-capacity"
-        ),
+        pytest.param(lambda: sagemaker_instances(10.0, math.nan), "capacity_rps", id="sagemaker-nan-capacity"),
         pytest.param(lambda: cheapest_fleet(math.nan, CATALOG), "rate_rps", id="cheapest-fleet-nan-rate"),
     ],
 )

@@ -169,9 +169,7 @@ def mutate(data: st.DataObject, header: list[str], rows: list[list[str]]) -> str
 
 @FUZZ
 @given(rows=plausible_rows(), data=st.data())
-def test_mutated_plausible_csv_loads_or_raises_trace_error(
-    workdir: Path, rows: list[list[str]], data
-) -> None:
+def test_mutated_plausible_csv_loads_or_raises_trace_error(workdir: Path, rows: list[list[str]], data) -> None:
     clean = [list(r) for r in rows]
     header = list(HEADER)
     mutations = data.draw(st.integers(0, 3))
@@ -218,9 +216,7 @@ json_values = st.recursive(
     max_leaves=8,
 )
 junk = (
-    st.sampled_from(
-        [0, -1, 0.5, 1e999, -1e999, math.nan, True, False, None, "", "60", [], {}, [1, 2], 10**30]
-    )
+    st.sampled_from([0, -1, 0.5, 1e999, -1e999, math.nan, True, False, None, "", "60", [], {}, [1, 2], 10**30])
     | json_scalars
     | json_values
 )

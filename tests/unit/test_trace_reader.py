@@ -141,9 +141,7 @@ def test_given_a_trace_when_converted_to_targets_then_the_sidecar_params_are_use
         pytest.param(with_rows({2: "1060,fn,nan"}), 3, "finite number >= 0", id="nan-requests"),
         pytest.param(with_rows({2: "1060,fn,NaN"}), 3, "finite number >= 0", id="NaN-requests"),
         pytest.param(with_rows({2: "1060,fn,inf"}), 3, "finite number >= 0", id="inf-requests"),
-        pytest.param(
-            with_rows({2: "1060,fn,-Infinity"}), 3, "finite number >= 0", id="minus-infinity-requests"
-        ),
+        pytest.param(with_rows({2: "1060,fn,-Infinity"}), 3, "finite number >= 0", id="minus-infinity-requests"),
         pytest.param(with_rows({2: "1060,fn,1e400"}), 3, "finite number >= 0", id="overflowing-requests"),
         pytest.param(with_rows({2: "1060,,3"}), 3, "empty target name", id="empty-target-name"),
         pytest.param(with_rows({1: "1060,fn,0", 2: "1000,fn,10"}), 3, "sorted", id="unsorted-timestamps"),
@@ -154,9 +152,7 @@ def test_given_a_trace_when_converted_to_targets_then_the_sidecar_params_are_use
         pytest.param(with_rows({6: "1180,gpu,310"}), 7, "skips from 1060 to 1180", id="skipped-last-step"),
         pytest.param(with_rows({2: "1059,fn,0"}), 3, "skips", id="off-grid-step"),
         pytest.param(with_rows({2: 'x"y,fn,1'}), 3, "must be numbers", id="stray-quote"),
-        pytest.param(
-            with_rows({2: '1060,"fn' + "x" * 200_000 + '",1'}), 3, "unreadable CSV", id="field-too-large"
-        ),
+        pytest.param(with_rows({2: '1060,"fn' + "x" * 200_000 + '",1'}), 3, "unreadable CSV", id="field-too-large"),
     ],
 )
 def test_given_a_malformed_csv_when_loaded_then_trace_error_names_file_and_line(
@@ -176,9 +172,7 @@ def test_given_a_malformed_csv_when_loaded_then_trace_error_names_file_and_line(
     [
         pytest.param(ROWS[0] + "\n", ["no rows"], id="header-only"),
         pytest.param(with_rows({6: None}), ["target gpu does not cover"], id="shorter-second-target"),
-        pytest.param(
-            with_rows(extra=["1180,gpu,1"]), ["target gpu does not cover"], id="longer-second-target"
-        ),
+        pytest.param(with_rows(extra=["1180,gpu,1"]), ["target gpu does not cover"], id="longer-second-target"),
         pytest.param(with_rows({3: None}), ["target gpu does not cover"], id="shorter-first-target"),
         pytest.param(
             with_rows({4: "1060,gpu,300", 5: "1120,gpu,0", 6: "1180,gpu,310"}),
@@ -245,9 +239,7 @@ def targets_with(name: str, **changes) -> dict:
         pytest.param('{\n "step_s": 60,\n oops\n}', ":3: invalid JSON", id="invalid-json-line-3"),
         pytest.param("", ":1: invalid JSON", id="empty-sidecar"),
         pytest.param("[1, 2]", "top level must be an object", id="top-level-list"),
-        pytest.param(
-            sidecar_with(step_s=...), "step_s must be a positive integer, got None", id="step-missing"
-        ),
+        pytest.param(sidecar_with(step_s=...), "step_s must be a positive integer, got None", id="step-missing"),
         pytest.param(sidecar_with(step_s=0), "step_s must be a positive integer, got 0", id="step-zero"),
         pytest.param(sidecar_with(step_s=-60), "step_s must be a positive integer", id="step-negative"),
         pytest.param(sidecar_with(step_s=60.0), "step_s must be a positive integer", id="step-float"),
@@ -256,17 +248,11 @@ def targets_with(name: str, **changes) -> dict:
         pytest.param(sidecar_with(targets=...), "'targets' must be a non-empty object", id="targets-missing"),
         pytest.param(sidecar_with(targets={}), "'targets' must be a non-empty object", id="targets-empty"),
         pytest.param(sidecar_with(targets=[FN]), "'targets' must be a non-empty object", id="targets-list"),
-        pytest.param(
-            sidecar_with(targets={"fn": "lambda", "gpu": GPU}), "'kind' is required", id="params-string"
-        ),
+        pytest.param(sidecar_with(targets={"fn": "lambda", "gpu": GPU}), "'kind' is required", id="params-string"),
         pytest.param(targets_with("fn", kind=...), "target fn: an object with 'kind'", id="kind-missing"),
         pytest.param(targets_with("fn", kind="ec2"), "unknown kind 'ec2'", id="unknown-kind"),
-        pytest.param(
-            targets_with("fn", duration_ms=...), "duration_ms must be a finite number > 0", id="no-duration"
-        ),
-        pytest.param(
-            targets_with("fn", duration_ms=0), "duration_ms must be a finite number > 0", id="zero-duration"
-        ),
+        pytest.param(targets_with("fn", duration_ms=...), "duration_ms must be a finite number > 0", id="no-duration"),
+        pytest.param(targets_with("fn", duration_ms=0), "duration_ms must be a finite number > 0", id="zero-duration"),
         pytest.param(targets_with("fn", duration_ms="120"), "duration_ms", id="string-duration"),
         pytest.param(targets_with("fn", duration_ms=True), "duration_ms", id="bool-duration"),
         pytest.param(targets_with("fn", memory_mb=0), "memory_mb must be a whole number > 0", id="zero-memory"),
@@ -285,9 +271,7 @@ def targets_with(name: str, **changes) -> dict:
             "instance type ml.x",
             id="type-free",
         ),
-        pytest.param(
-            targets_with("gpu", min_instances=-1), "min_instances must be an integer >= 0", id="min-neg"
-        ),
+        pytest.param(targets_with("gpu", min_instances=-1), "min_instances must be an integer >= 0", id="min-neg"),
         pytest.param(targets_with("gpu", min_instances=1.5), "min_instances", id="min-float"),
         pytest.param(targets_with("gpu", lead_time_s={"up": -1}), "lead_time_s", id="lead-negative"),
         pytest.param(targets_with("gpu", lead_time_s={"sideways": 5}), "lead_time_s", id="lead-unknown-key"),
@@ -350,16 +334,12 @@ def test_given_a_sidecar_that_is_a_directory_when_loaded_then_trace_error_not_a_
         pytest.param(json.dumps(targets_with("fn", duration_ms=float("inf"))), id="duration-Infinity"),
         pytest.param(json.dumps(targets_with("fn", memory_mb=float("inf"))), id="memory-Infinity"),
         pytest.param(
-            json.dumps(
-                targets_with("gpu", instance_types={"ml.x": {"price_per_hour": 1, "capacity_rps": 1e999}})
-            ),
+            json.dumps(targets_with("gpu", instance_types={"ml.x": {"price_per_hour": 1, "capacity_rps": 1e999}})),
             id="capacity-Infinity",
         ),
     ],
 )
-def test_given_non_finite_sidecar_numbers_when_loaded_then_trace_error(
-    tmp_path: Path, sidecar_text: str
-) -> None:
+def test_given_non_finite_sidecar_numbers_when_loaded_then_trace_error(tmp_path: Path, sidecar_text: str) -> None:
     path = write(tmp_path, GOOD_CSV, sidecar_text)
     with pytest.raises(TraceError):
         load_trace(path)
@@ -395,9 +375,7 @@ def test_given_known_names_when_selecting_then_only_those_remain(tmp_path: Path)
 # ------------------------------------------------------------------------------------ gap_flags, truncated
 
 
-def trace(
-    gaps: tuple[tuple[int, int], ...] = (), steps: int = 10, start: int = 1000, step_s: int = 60
-) -> Trace:
+def trace(gaps: tuple[tuple[int, int], ...] = (), steps: int = 10, start: int = 1000, step_s: int = 60) -> Trace:
     targets = {"fn": TraceTarget("fn", tuple(float(i) for i in range(steps)), FN)}
     return Trace(step_s, start, steps, targets, gaps)
 

@@ -111,8 +111,7 @@ def test_given_the_api_and_gpu_targets_then_their_peaks_are_in_the_documented_ra
     assert 15 <= gpu_peak_instances <= 25, gpu_peak_instances
     # A different phase: the API peaks mid-afternoon, the endpoint in the evening.
     hourly = [
-        statistics.fmean(gpu.requests[d * DAY + h * 60 + m] for d in range(5) for m in range(60))
-        for h in range(24)
+        statistics.fmean(gpu.requests[d * DAY + h * 60 + m] for d in range(5) for m in range(60)) for h in range(24)
     ]
     assert hourly.index(max(hourly)) in range(18, 23)
 
@@ -153,9 +152,7 @@ def test_given_nine_days_then_the_surprise_spike_is_on_day_eight_and_far_above_t
 
 
 @pytest.mark.parametrize(("days", "day_index"), [(1, 0), (1.5, 1), (2.5, 1), (5, 3)])
-def test_given_fewer_days_then_the_spike_is_on_the_second_to_last_or_last_day(
-    days: float, day_index: int
-) -> None:
+def test_given_fewer_days_then_the_spike_is_on_the_second_to_last_or_last_day(days: float, day_index: int) -> None:
     t = generate(days=days, step_s=300, targets=["api-steady"])
     spike = t.meta["surprise_spike"]
     assert (spike["start"] - t.start) // 86_400 == day_index
@@ -178,9 +175,7 @@ def test_given_the_gap_then_it_is_listed_on_day_four_and_every_target_is_zero_th
         assert r[idx[0] - 1] > 0 and r[idx[-1] + 1] > 0, name
 
 
-@pytest.mark.parametrize(
-    ("days", "step_s", "n_gap_steps"), [(3.9, 60, None), (4, 60, 10), (5, 300, 2), (9, 3600, 1)]
-)
+@pytest.mark.parametrize(("days", "step_s", "n_gap_steps"), [(3.9, 60, None), (4, 60, 10), (5, 300, 2), (9, 3600, 1)])
 def test_given_days_and_step_then_the_gap_exists_only_from_the_fourth_day_and_covers_whole_steps(
     days: float, step_s: int, n_gap_steps: int | None
 ) -> None:

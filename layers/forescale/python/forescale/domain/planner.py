@@ -75,11 +75,28 @@ class Planner:
         self.policy.use_forecast(forecast)
         self.refit_requested = False
 
+    @property
+    def prescale_lead_s(self) -> int | None:
+        """Seconds before each step start at which `prescale` should run, or None if the policy doesn't."""
+        return self.target.lead_times.up_s if self.policy.prescale_active else None
+
+    def prescale(self, step: StepInput) -> Decision:
+        """Raise capacity for the next step one lead time before it starts; never lowers it."""
+        applied = self.requested if step.applied is None else step.applied
+        rec = self.policy.prescale_recommend(step.now, self.requested, applied, self.requested_type)
+        if rec.capacity <= self.requested:
+            rec = Recommendation(self.requested, rec.reason + "; pre-scale only raises, holding", rec.demand_rps)
+        return self._shape_and_record(step, rec, applied)
+
     def decide(self, step: StepInput) -> Decision:
         """One planning step: the policy recommends, the guardrails shape, and the decision is recorded."""
         now = step.now
         applied = self.requested if step.applied is None else step.applied
         rec = self.policy.recommend(now, self.requested, applied, self.requested_type)
+        return self._shape_and_record(step, rec, applied)
+
+    def _shape_and_record(self, step: StepInput, rec: Recommendation, applied: int) -> Decision:
+        now = step.now
         if rec.refit:
             self.refit_requested = True
         missing = self.policy.history.last_missing

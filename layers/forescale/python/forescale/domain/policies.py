@@ -47,6 +47,7 @@ class Policy:
     """Base class: keeps the observed rate window; subclasses implement `recommend`."""
 
     name = "policy"
+    prescale_active = False  # whether `prescale_recommend` is used (see PredictivePolicy)
 
     def __init__(self, target: Target, step_s: int, history_steps: int = 16) -> None:
         if step_s <= 0:
@@ -69,6 +70,9 @@ class Policy:
 
     def recommend(self, now: int, current: int, applied: int, instance_type: str | None) -> Recommendation:
         raise NotImplementedError
+
+    def prescale_recommend(self, now: int, current: int, applied: int, instance_type: str | None) -> Recommendation:
+        raise NotImplementedError(f"{self.name} does not pre-scale")
 
 
 class ReactivePolicy(Policy):
@@ -273,6 +277,7 @@ class PredictiveParams:
     reactive_headroom: float = 1.0
     reactive_window: int = 1
     panic_quantile: float = 0.995
+    prescale: bool = True
     panic_headroom: float = 1.1
     use_seasonal_shape: bool = True
     shape_clip: float = 4.0
@@ -342,11 +347,18 @@ class PredictivePolicy(Policy):
         self.level = 0.0
         self.smooth = 0.0
         window = max(30, p.residual_window_s // step_s)
-        self.experts = [_Expert(name, window) for name in self.EXPERTS]
+        # Pre-scaling: when a scale-out lands within one step (lead < step), a second decision at
+        # next step start - lead raises capacity exactly when the next step begins, so the decision
+        # at a step's start only has to cover that step. Its forecast is one step further ahead,
+        # so it keeps its own experts and calibration (offset 1).
+        self.prescale_active = p.prescale and 0 < target.lead_times.up_s < step_s
+        offsets = (0, 1) if self.prescale_active else (0,)
+        self.experts_by_offset = {o: [_Expert(name, window) for name in self.EXPERTS] for o in offsets}
+        self.experts = self.experts_by_offset[0]
         # A loss memory of about a quarter of the residual window.
         self.loss_alpha = min(0.5, 4 / window)
-        # Origins awaiting their outcome: (origin step index, point per expert, calibrated per expert).
-        self.pending: deque[tuple[int, tuple[float | None, ...], tuple[float | None, ...], float]] = deque()
+        # Awaiting their outcome: (first step covered, point per expert, calibrated per expert, scale, offset).
+        self.pending: deque[tuple[int, tuple[float | None, ...], tuple[float | None, ...], float, int]] = deque()
         self.steps_seen = 0
         self.upper_band = math.inf
         self.last_rightsize = -(10**12)
@@ -386,6 +398,8 @@ class PredictivePolicy(Policy):
         step later: [now, now + lead + step). A step that this interval overlaps by less than
         `min_overlap` of its length is left to the next decision.
         """
+        if self.prescale_active:
+            return 0
         span = self.target.lead_times.up_s + self.step_s
         k = 0
         while (span - (k + 1) * self.step_s) / self.step_s >= self.params.min_overlap:
@@ -399,13 +413,13 @@ class PredictivePolicy(Policy):
         newest = self.steps_seen - 1
         q = self.params.sizing_quantile
         while self.pending and self.pending[0][0] + horizon <= newest:
-            origin, points, calibrated, scale = self.pending.popleft()
-            back = [newest - j + 1 for j in range(origin, origin + horizon + 1)]
+            first, points, calibrated, scale, offset = self.pending.popleft()
+            back = [newest - j + 1 for j in range(first, first + horizon + 1)]
             if any(h.missing_ago(k) for k in back):
                 continue  # missing data scores nothing
             actual = max(h.ago(k) for k in back)
             c = self._shift()
-            for expert, point, upper in zip(self.experts, points, calibrated, strict=True):
+            for expert, point, upper in zip(self.experts_by_offset[offset], points, calibrated, strict=True):
                 if point is None:
                     continue
                 expert.errors.add(math.log((actual + c) / (point + c)) / scale)
@@ -420,19 +434,23 @@ class PredictivePolicy(Policy):
         mean = self.day_sum / len(self.day_window) if self.day_window else 0.0
         return max(self.floor_rate, self.params.error_shift * mean)
 
-    def _forecast_path(self, now: int, horizon: int) -> list[float] | None:
-        """The forecast median for the last observed step and each step of the horizon."""
+    def _forecast_path(self, anchor: int, offset: int, horizon: int) -> list[float] | None:
+        """The forecast median for the last observed step and each step covered.
+
+        `anchor` is the start of the step after the last observed one; the covered steps start
+        `offset` steps after it.
+        """
         f = self.forecast
-        if f is None or not f.covers(now):
+        if f is None or not f.covers(anchor):
             return None
         out: list[float] = []
-        for k in range(-1, horizon + 1):
-            v = f.rate_at(now + k * self.step_s)
+        for k in (-1, *range(offset, offset + horizon + 1)):
+            v = f.rate_at(anchor + k * self.step_s)
             out.append(v if v is not None else (out[-1] if out else 0.0))
         return out
 
-    def proposals(self, now: int) -> tuple[float | None, ...]:
-        """Each expert's largest expected rate over the horizon (requests/s), None if it cannot say."""
+    def proposals(self, anchor: int, offset: int = 0) -> tuple[float | None, ...]:
+        """Each expert's largest expected rate over the steps covered (requests/s), None if it cannot say."""
         p = self.params
         h = self.history
         horizon = self.horizon_steps
@@ -440,7 +458,7 @@ class PredictivePolicy(Policy):
         if p.trend_gain and len(h) >= 2:
             base = max(base, h.last + p.trend_gain * (h.last - h.ago(2)) * horizon)
         history_only = (base, self.smooth, 0.5 * (h.last + self.smooth), h.peak(3), h.peak(self.hour_steps))
-        path = self._forecast_path(now, horizon) if p.use_seasonal_shape else None
+        path = self._forecast_path(anchor, offset, horizon) if p.use_seasonal_shape else None
         if path is None:
             return (*history_only, None, None, None)
         ref = path[0] + self.floor_rate
@@ -466,22 +484,31 @@ class PredictivePolicy(Policy):
         return max(0.0, (point + c) * math.exp(q) - c)
 
     def recommend(self, now: int, current: int, applied: int, instance_type: str | None) -> Recommendation:
+        return self._recommend(now, instance_type, offset=0)
+
+    def prescale_recommend(self, now: int, current: int, applied: int, instance_type: str | None) -> Recommendation:
+        """Capacity for the next step, decided one lead time before it starts (only ever raises)."""
+        return self._recommend(now, instance_type, offset=1)
+
+    def _recommend(self, now: int, instance_type: str | None, offset: int) -> Recommendation:
         p = self.params
         h = self.history
-        points = self.proposals(now)
+        experts = self.experts_by_offset[offset]
+        anchor = now if h.last_ts is None else h.last_ts + self.step_s
+        points = self.proposals(anchor, offset)
         calibrated = tuple(
-            None if pt is None else self._calibrate(e, pt) for e, pt in zip(self.experts, points, strict=True)
+            None if pt is None else self._calibrate(e, pt) for e, pt in zip(experts, points, strict=True)
         )
         best_expert: _Expert | None = None
         ready = [
             i
-            for i, (e, u) in enumerate(zip(self.experts, calibrated, strict=True))
+            for i, (e, u) in enumerate(zip(experts, calibrated, strict=True))
             if u is not None and e.scored >= p.min_residuals
         ]
         parts = []
         if ready:
-            best = min(ready, key=lambda i: (self.experts[i].loss, i))
-            best_expert = self.experts[best]
+            best = min(ready, key=lambda i: (experts[i].loss, i))
+            best_expert = experts[best]
             point, demand = points[best], calibrated[best]
             assert point is not None and demand is not None
             c = self._shift()
@@ -489,8 +516,9 @@ class PredictivePolicy(Policy):
             panic_band = max(demand, (point + c) * band - c)
             model = f" {self.forecast.model}" if best >= 5 and self.forecast else ""
             parts.append(
-                f"predictive [{self.experts[best].name}{model}]: {point:.3g} req/s expected over the next "
-                f"{self.horizon_steps + 1} steps, p{round(p.sizing_quantile * 100)} of its recent errors "
+                f"{'pre-scale for the next step, ' if offset else ''}"
+                f"predictive [{best_expert.name}{model}]: {point:.3g} req/s expected over "
+                f"{self.horizon_steps + 1} step(s), p{round(p.sizing_quantile * 100)} of its recent errors "
                 f"→ {demand:.3g} req/s"
             )
         else:
@@ -500,7 +528,18 @@ class PredictivePolicy(Policy):
             why = "no forecast yet" if points[5] is None else "calibrating"
             parts.append(f"reactive fallback ({why}): level {point:.3g} req/s × {p.default_headroom:g}")
         if self.steps_seen:
-            self.pending.append((self.steps_seen, points, calibrated, self._scale()))
+            self.pending.append((self.steps_seen + offset, points, calibrated, self._scale(), offset))
+        if offset:
+            # A pre-scale decision: no panic bookkeeping or right-sizing, those run at step starts.
+            floor = h.peak(p.reactive_window) * p.reactive_headroom
+            demand = max(demand, floor)
+            cap = size_for_rate(self.target, demand, instance_type)
+            if p.miss_cost_usd is not None and best_expert is not None and point is not None:
+                cap = max(
+                    self._cost_optimal(best_expert, point, instance_type),
+                    size_for_rate(self.target, floor, instance_type),
+                )
+            return Recommendation(cap, "; ".join(parts), demand_rps=demand, band=(point, point, demand))
         panic = h.last > self.upper_band and not h.last_missing
         floor = h.peak(p.reactive_window) * p.reactive_headroom
         if floor > demand:

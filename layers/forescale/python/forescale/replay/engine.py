@@ -92,6 +92,15 @@ def replay(trace: Trace, config: ReplayConfig | None = None) -> ReplayResult:
     max_hist_steps = cfg.max_history_days * DAY_S // step
     horizon_s = cfg.refit_every_s + DAY_S
     requests = {name: tt.requests for name, tt in trace.targets.items()}
+
+    def _keep(d: Decision, at: int, name: str) -> None:
+        if d.changed:
+            itype = d.instance_type if d.type_change else None
+            rows.append(DecisionRow(at, name, d.capacity, itype))
+            actuation[name].record(at, d.capacity, itype)
+            if cfg.keep_decisions:
+                kept.append(d)
+
     for i in range(trace.steps):
         now = trace.time(i)
         if i > 0:
@@ -129,12 +138,17 @@ def replay(trace: Trace, config: ReplayConfig | None = None) -> ReplayResult:
                     last_fit = now
         for name, planner in planners.items():
             applied, _ = actuation[name].at(now)
-            d = planner.decide(StepInput(now=now, applied=applied))
-            if d.changed:
-                rows.append(DecisionRow(now, name, d.capacity, d.instance_type if d.type_change else None))
-                actuation[name].record(now, d.capacity, d.instance_type if d.type_change else None)
-                if cfg.keep_decisions:
-                    kept.append(d)
+            _keep(planner.decide(StepInput(now=now, applied=applied)), now, name)
+        # Pre-scale points inside this step: one lead time before the next step starts.
+        if i + 1 < trace.steps:
+            inside = sorted(
+                (trace.time(i + 1) - lead, name)
+                for name, planner in planners.items()
+                if (lead := planner.prescale_lead_s) is not None and 0 < lead < step
+            )
+            for at, name in inside:
+                applied, _ = actuation[name].at(at)
+                _keep(planners[name].prescale(StepInput(now=at, applied=applied)), at, name)
     return ReplayResult(
         rows=rows,
         decisions=kept,
