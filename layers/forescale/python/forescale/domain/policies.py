@@ -262,6 +262,9 @@ class PredictiveParams:
     - `panic_quantile`: the upper band for panic mode: demand above this calibrated quantile of the
       previous step's forecast is a surprise the forecast did not allow for.
     - `panic_headroom`: on such a surprise, size at least for the observed demand × this.
+    - `prescale`: with a lead shorter than a step, raise capacity one lead before each step starts.
+    - `ensemble`: average the calibrated upper quantiles of this many best-scoring experts
+      (quantile averaging is sharper than any one expert and stays close to calibrated).
     - `use_seasonal_shape`: scale the level by the forecast's expected change over the horizon.
     - `error_shift`: errors are log((actual + c) / (forecast + c)) with c this share of the recent
       day's mean rate, so that near-zero forecasts of intermittent targets don't explode the headroom.
@@ -278,6 +281,8 @@ class PredictiveParams:
     reactive_window: int = 1
     panic_quantile: float = 0.995
     prescale: bool = True
+    ensemble: int = 4
+    ensemble_tolerance: float = 1.5
     panic_headroom: float = 1.1
     use_seasonal_shape: bool = True
     shape_clip: float = 4.0
@@ -324,7 +329,8 @@ class PredictivePolicy(Policy):
          on and off on a daily schedule);
     2. each expert's proposal is raised to the `sizing_quantile` of its own errors (online conformal
        over the last `residual_window_s`, on a shifted log scale so intermittent targets stay sane);
-    3. the expert with the lowest recent pinball loss at that quantile (sharp and calibrated) wins;
+    3. the `ensemble` experts with the lowest recent pinball loss at that quantile (sharp and
+       calibrated) are averaged;
     4. the reactive overlay keeps demand at least the recent peak × `reactive_headroom`; when demand
        beats the previous upper band (panic) it is at least that demand × `panic_headroom`, and the
        forecaster is asked to refit;
@@ -511,13 +517,21 @@ class PredictivePolicy(Policy):
             best_expert = experts[best]
             point, demand = points[best], calibrated[best]
             assert point is not None and demand is not None
+            # The best few, leaving out any much worse than the best (a known pattern has one clear winner).
+            limit = experts[best].loss * p.ensemble_tolerance + 1e-12
+            top = [i for i in sorted(ready, key=lambda i: (experts[i].loss, i)) if experts[i].loss <= limit]
+            top = top[: max(1, p.ensemble)]
+            if len(top) > 1:
+                demand = sum(calibrated[i] or 0.0 for i in top) / len(top)
+                point = sum(points[i] or 0.0 for i in top) / len(top)
+            names = " + ".join(experts[i].name for i in top)
             c = self._shift()
             band = math.exp(best_expert.errors.quantile(p.panic_quantile) * self._scale())
             panic_band = max(demand, (point + c) * band - c)
-            model = f" {self.forecast.model}" if best >= 5 and self.forecast else ""
+            model = f" {self.forecast.model}" if self.forecast and any(i >= 5 for i in top) else ""
             parts.append(
                 f"{'pre-scale for the next step, ' if offset else ''}"
-                f"predictive [{best_expert.name}{model}]: {point:.3g} req/s expected over "
+                f"predictive [{names}{model}]: {point:.3g} req/s expected over "
                 f"{self.horizon_steps + 1} step(s), p{round(p.sizing_quantile * 100)} of its recent errors "
                 f"→ {demand:.3g} req/s"
             )
