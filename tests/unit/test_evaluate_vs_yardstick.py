@@ -58,3 +58,19 @@ def test_given_the_builtin_workload_with_a_gap_when_scored_both_ways_then_they_a
         assert _agree(r.miss_pct, t["miss_pct"]), (name, r.miss_pct, t["miss_pct"])
         assert _agree(r.capacity_cost_usd, t["capacity_cost_usd"]), name
         assert _agree(r.oracle_capacity_cost_usd, t["oracle_capacity_cost_usd"]), name
+
+
+def test_given_a_gap_not_on_step_boundaries_when_scored_both_ways_then_they_agree(yardstick, tmp_path: Path) -> None:
+    score, tracelib = yardstick
+    base = generate(days=1, step_s=600, seed=4, targets=["api-steady", "gpu-endpoint"])
+    # A collection outage from the middle of one step to the middle of the next: the sub-steps count.
+    gap = (base.start + 3 * 600 + 300, base.start + 4 * 600 + 300)
+    trace = type(base)(base.step_s, base.start, base.steps, base.targets, (gap,), base.meta)
+    path = write_trace(trace, tmp_path / "gap.csv")
+    rows = replay(trace, ReplayConfig(policy="reactive")).rows
+    out = tmp_path / "d.csv"
+    write_decisions(rows, str(out))
+    tt = tracelib.load_trace(path)
+    theirs = score.score(tt, tracelib.load_decisions(out, tt), 0.01)["overall"]["all"]
+    ours = evaluate(load_trace(path), rows).overall()
+    assert _agree(ours.miss_pct, theirs["miss_pct"]) and _agree(ours.capacity_cost_usd, theirs["capacity_cost_usd"])

@@ -6,7 +6,7 @@ The same code runs in the plan Lambda, in `forescale replay` and in the local de
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from forescale.domain.decision import Decision, Recommendation
 from forescale.domain.forecast import Forecast
@@ -18,7 +18,7 @@ from forescale.domain.guardrails import (
     GuardrailSettings,
     apply_chain,
 )
-from forescale.domain.policies import Policy
+from forescale.domain.policies import Policy, size_for_rate
 from forescale.domain.targets import Target
 
 
@@ -32,7 +32,7 @@ class StepInput:
 
 
 def default_settings(target: Target) -> GuardrailSettings:
-    """Guardrails for a target with nothing configured: its bounds, a scale-in stabilisation of one lead time."""
+    """Guardrails for a target with nothing configured: its bounds only (no window, cooldown or budget)."""
     return GuardrailSettings(
         min_capacity=target.min_capacity,
         max_capacity=target.max_capacity,
@@ -61,8 +61,9 @@ class Planner:
         self.requested_type: str | None = None if target.is_lambda else target.instance(None).name
         self.last_change_at: int | None = None
         self.type_switch_until = -(10**12)
-        window = max(self.settings.stabilisation_window_s // policy.step_s + 2, 2)
-        self.recent: deque[tuple[int, int]] = deque(maxlen=window)
+        # Recommendations of the last stabilisation window, pruned by time (not by count: pre-scaling
+        # adds decision points between steps).
+        self.recent: deque[tuple[int, int]] = deque()
         self.forecast: Forecast | None = None
         self.refit_requested = False
 
@@ -85,7 +86,9 @@ class Planner:
         applied = self.requested if step.applied is None else step.applied
         rec = self.policy.prescale_recommend(step.now, self.requested, applied, self.requested_type)
         if rec.capacity <= self.requested:
-            rec = Recommendation(self.requested, rec.reason + "; pre-scale only raises, holding", rec.demand_rps)
+            # Not a recommendation to hold at the current level: it must not feed the stabilisation window.
+            hold = Recommendation(self.requested, rec.reason + "; pre-scale only raises, holding", rec.demand_rps)
+            return self._record(step.now, self.requested, hold, (), (), None, self.policy.history.last_missing, applied)
         return self._shape_and_record(step, rec, applied)
 
     def decide(self, step: StepInput) -> Decision:
@@ -118,7 +121,24 @@ class Planner:
             account=step.account if self.target.is_lambda else None,
         )
         proposal = apply_chain(rec.capacity, ctx, self.chain)
+        if new_type is not None and proposal.capacity != rec.capacity:
+            # The guardrails compare counts of the current type; a shaped count in the new type's
+            # units would be wrong, so keep the type and size the same demand in the current one.
+            rec = Recommendation(
+                size_for_rate(self.target, rec.demand_rps, self.requested_type),
+                rec.reason + f"; type switch to {new_type} deferred: guardrails shaped the count",
+                rec.demand_rps,
+                band=rec.band,
+                refit=rec.refit,
+                panic=rec.panic,
+            )
+            new_type = None
+            ctx = replace(ctx, unit_price_per_hour=self.target.price_per_unit_hour(self.requested_type))
+            proposal = apply_chain(rec.capacity, ctx, self.chain)
+        window = self.settings.stabilisation_window_s
         self.recent.append((now, rec.capacity))
+        while self.recent and now - self.recent[0][0] >= max(window, 1):
+            self.recent.popleft()
         return self._record(now, proposal.capacity, rec, proposal.shaped_by, proposal.notes, new_type, missing, applied)
 
     def _record(
@@ -154,6 +174,7 @@ class Planner:
             refit=rec.refit,
             inputs={"applied": applied},
         )
+        self.policy.after_decision(previous, decision.capacity, applied)
         if decision.changed:
             self.last_change_at = now
             self.requested = capacity

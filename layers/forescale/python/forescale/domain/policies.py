@@ -74,6 +74,9 @@ class Policy:
     def prescale_recommend(self, now: int, current: int, applied: int, instance_type: str | None) -> Recommendation:
         raise NotImplementedError(f"{self.name} does not pre-scale")
 
+    def after_decision(self, previous: int, requested: int, applied_before: int) -> None:
+        """Optional hook: told what was decided (`previous` → `requested`) and what was in effect before."""
+
 
 class ReactivePolicy(Policy):
     """The largest rate of the last `window` steps × `headroom`, sized at the SLO. No forecast."""
@@ -194,9 +197,15 @@ class TargetTrackingPolicy(Policy):
         self.below = self.below + 1 if avg < 0.9 * self.target_utilisation else 0
         self._last_avg = avg
 
+    def after_decision(self, previous: int, requested: int, applied_before: int) -> None:
+        # The step starting now is served by what is in effect after this decision: a scale-in with
+        # no lead (Lambda) already counts, a scale-out does not yet.
+        instant = requested < previous and self.target.lead_times.down_s == 0
+        self._applied_for_last = requested if instant else applied_before
+
     def recommend(self, now: int, current: int, applied: int, instance_type: str | None) -> Recommendation:
         floor = max(1, self.target.min_capacity)
-        self._applied_for_last = applied
+        self._applied_for_last = applied  # refined by after_decision when a planner drives the policy
         if not self.started:
             self.started = True
             return Recommendation(max(floor, current), f"target-tracking: initial capacity {floor}")
@@ -205,13 +214,13 @@ class TargetTrackingPolicy(Policy):
         if self.history.last_missing:
             return Recommendation(current, "target-tracking: INSUFFICIENT_DATA, alarms hold")
         if self.above >= self.out_needed and (not sm or now - self.last_out >= self.SAGEMAKER_COOLDOWN_S):
-            new = max(current + 1, math.ceil(current * avg / self.target_utilisation))
+            new = max(current + 1, math.ceil(current * avg / self.target_utilisation - 1e-9))
             self.last_out, self.above, self.below = now, 0, 0
             return Recommendation(
                 new, f"target-tracking: utilisation {avg:.0%} > {self.target_utilisation:.0%} for 3 datapoints"
             )
         if self.below >= self.in_needed and (not sm or now - self.last_in >= self.SAGEMAKER_COOLDOWN_S):
-            new = max(floor, math.ceil(current * avg / self.target_utilisation))
+            new = max(floor, math.ceil(current * avg / self.target_utilisation - 1e-9))
             self.last_in, self.above, self.below = now, 0, 0
             return Recommendation(
                 new, f"target-tracking: utilisation {avg:.0%} < {0.9 * self.target_utilisation:.0%} for 15 datapoints"
@@ -395,9 +404,10 @@ class PredictivePolicy(Policy):
             self.volatility_slow += self.params.volatility_alpha / 10 * (change * change - self.volatility_slow)
         if rate_rps is not None:
             a = self.params.level_alpha
-            self.level = rate_rps if self.steps_seen == 1 else self.level + a * (rate_rps - self.level)
+            first = self.history.observed_steps == 1
+            self.level = rate_rps if first else self.level + a * (rate_rps - self.level)
             b = self.params.smooth_alpha
-            self.smooth = rate_rps if self.steps_seen == 1 else self.smooth + b * (rate_rps - self.smooth)
+            self.smooth = rate_rps if first else self.smooth + b * (rate_rps - self.smooth)
         self._score_pending()
 
     @property
@@ -616,7 +626,11 @@ class PredictivePolicy(Policy):
     def _rightsize(self, now: int, current_type: str | None, demand: float) -> tuple[str | None, str]:
         """Hourly: the cheapest type for the coming day, if switching pays for itself."""
         p = self.params
-        if now - self.last_rightsize < p.rightsize_every_s or self.steps_seen < self.day_steps:
+        if (
+            now - self.last_rightsize < p.rightsize_every_s
+            or self.steps_seen < self.day_steps
+            or self.history.last_missing
+        ):
             return current_type, ""
         self.last_rightsize = now
         path = self._day_path(now)

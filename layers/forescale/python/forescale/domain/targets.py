@@ -113,8 +113,8 @@ class Target:
         raise KeyError(f"target {self.name}: unknown instance type {wanted}")
 
     def cheapest_type(self) -> InstanceType:
-        """The instance type with the lowest price per request/s of capacity."""
-        return min(self.catalog, key=lambda t: (t.price_per_rps_hour, t.name))
+        """The instance type with the lowest price per request/s of capacity (ties: catalog order)."""
+        return min(self.catalog, key=lambda t: t.price_per_rps_hour)
 
     def price_per_unit_hour(self, instance_type: str | None = None) -> float:
         """$/hour of one unit of capacity: a provisioned environment or an instance."""

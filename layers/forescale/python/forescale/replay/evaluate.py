@@ -122,7 +122,11 @@ def evaluate(trace: Trace, rows: Iterable[DecisionRow], eps: float = 0.01) -> Sc
     k = trace.step_s // sub
     n = trace.steps * k
     times = [trace.start + j * sub for j in range(n)]
-    gap = np.repeat(np.array(trace.gap_flags(), dtype=bool), k)
+    # Gaps are [start, end) in seconds: mask the sub-steps, as the yardstick does after refining.
+    sub_times = np.array(times)
+    gap = np.zeros(n, dtype=bool)
+    for a, b in trace.gaps:
+        gap |= (sub_times >= a) & (sub_times < b)
     valid = ~gap
     out: dict[str, TargetScore] = {}
     for name, tt in trace.targets.items():
