@@ -355,6 +355,7 @@ class PredictivePolicy(Policy):
 
     name = "predictive"
     EXPERTS = ("level", "smooth", "blend", "short-peak", "hour-peak", "level×shape", "smooth×shape", "seasonal")
+    FIRST_FORECAST_EXPERT = 5  # the experts from here on need a statsforecast forecast
 
     def __init__(self, target: Target, step_s: int, params: PredictiveParams | None = None) -> None:
         self.params = params or PredictiveParams()
@@ -544,7 +545,9 @@ class PredictivePolicy(Policy):
             c = self._shift()
             band = math.exp(best_expert.errors.quantile(p.panic_quantile) * self._scale())
             panic_band = max(demand, (point + c) * band - c)
-            model = f" {self.forecast.model}" if self.forecast and any(i >= 5 for i in top) else ""
+            model = (
+                f" {self.forecast.model}" if self.forecast and any(i >= self.FIRST_FORECAST_EXPERT for i in top) else ""
+            )
             parts.append(
                 f"{'pre-scale for the next step, ' if offset else ''}"
                 f"predictive [{names}{model}]: {point:.3g} req/s expected over "
@@ -555,7 +558,7 @@ class PredictivePolicy(Policy):
             point = points[0] or 0.0
             demand = point * p.default_headroom
             panic_band = point * p.default_headroom * 1.5
-            why = "no forecast yet" if points[5] is None else "calibrating"
+            why = "no forecast yet" if points[self.FIRST_FORECAST_EXPERT] is None else "calibrating"
             parts.append(f"reactive fallback ({why}): level {point:.3g} req/s × {p.default_headroom:g}")
         if self.steps_seen:
             self.pending.append((self.steps_seen + offset, points, calibrated, self._scale(), offset))
