@@ -23,7 +23,7 @@ GATES = {
 SETTINGS = (
     ("default (q0.92)", []),
     ("q0.95", ["--param", "sizing_quantile=0.95"]),
-    ("$1e-4 per miss", ["--param", "miss_cost_usd=0.0001"]),
+    ("$1.3e-4 per miss", ["--param", "miss_cost_usd=0.00013"]),
 )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 RUNS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("predictive", "predictive", {}),
     ("predictive q0.95", "predictive", {"sizing_quantile": 0.95}),
-    ("predictive $1e-4/miss", "predictive", {"miss_cost_usd": 0.0001}),
+    ("predictive $1.3e-4/miss", "predictive", {"miss_cost_usd": 0.00013}),
     ("reactive 1x1.1", "reactive", {"window": 1, "headroom": 1.1}),
     ("reactive 3x1.2", "reactive", {"window": 3, "headroom": 1.2}),
     ("target-tracking", "target-tracking", {}),
