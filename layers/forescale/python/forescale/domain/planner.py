@@ -86,7 +86,7 @@ class Planner:
         applied = self.requested if step.applied is None else step.applied
         rec = self.policy.prescale_recommend(step.now, self.requested, applied, self.requested_type)
         if rec.capacity <= self.requested:
-            # Not a recommendation to hold at the current level: it must not feed the stabilisation window.
+            # A pre-scale that does not raise is no recommendation: it must not feed the stabilisation window.
             hold = Recommendation(self.requested, rec.reason + "; pre-scale only raises, holding", rec.demand_rps)
             return self._record(step.now, self.requested, hold, (), (), None, self.policy.history.last_missing, applied)
         return self._shape_and_record(step, rec, applied)
