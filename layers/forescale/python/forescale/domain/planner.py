@@ -64,7 +64,6 @@ class Planner:
         # Recommendations of the last stabilisation window, pruned by time (not by count: pre-scaling
         # adds decision points between steps).
         self.recent: deque[tuple[int, int]] = deque()
-        self.forecast: Forecast | None = None
         self.refit_requested = False
 
     def observe(self, ts: int, rate_rps: float | None) -> None:
@@ -72,7 +71,6 @@ class Planner:
         self.policy.observe(ts, rate_rps)
 
     def use_forecast(self, forecast: Forecast) -> None:
-        self.forecast = forecast
         self.policy.use_forecast(forecast)
         self.refit_requested = False
 

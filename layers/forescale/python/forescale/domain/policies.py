@@ -523,7 +523,6 @@ class PredictivePolicy(Policy):
         calibrated = tuple(
             None if pt is None else self._calibrate(e, pt) for e, pt in zip(experts, points, strict=True)
         )
-        best_expert: _Expert | None = None
         members: list[tuple[_Expert, float]] = []
         ready = [
             i
@@ -532,14 +531,14 @@ class PredictivePolicy(Policy):
         ]
         parts = []
         if ready:
-            best = min(ready, key=lambda i: (experts[i].loss, i))
+            ranked = sorted(ready, key=lambda i: (experts[i].loss, i))
+            best = ranked[0]
             best_expert = experts[best]
             point, demand = points[best], calibrated[best]
             assert point is not None and demand is not None
             # The best few, leaving out any much worse than the best (a known pattern has one clear winner).
-            limit = experts[best].loss * p.ensemble_tolerance + 1e-12
-            top = [i for i in sorted(ready, key=lambda i: (experts[i].loss, i)) if experts[i].loss <= limit]
-            top = top[: max(1, p.ensemble)]
+            limit = best_expert.loss * p.ensemble_tolerance + 1e-12
+            top = [i for i in ranked if experts[i].loss <= limit][: max(1, p.ensemble)]
             if len(top) > 1:
                 demand = sum(calibrated[i] or 0.0 for i in top) / len(top)
                 point = sum(points[i] or 0.0 for i in top) / len(top)
@@ -569,12 +568,7 @@ class PredictivePolicy(Policy):
             # A pre-scale decision: no panic bookkeeping or right-sizing, those run at step starts.
             floor = h.peak(p.reactive_window) * p.reactive_headroom
             demand = max(demand, floor)
-            cap = size_for_rate(self.target, demand, instance_type)
-            if p.miss_cost_usd is not None and best_expert is not None and point is not None:
-                cap = max(
-                    self._cost_optimal(members, instance_type),
-                    size_for_rate(self.target, floor, instance_type),
-                )
+            cap = self._size(demand, floor, members, instance_type)
             return Recommendation(cap, "; ".join(parts), demand_rps=demand, band=(point, point, demand))
         panic = h.last > self.upper_band and not h.last_missing
         floor = h.peak(p.reactive_window) * p.reactive_headroom
@@ -590,11 +584,9 @@ class PredictivePolicy(Policy):
             itype, note = self._rightsize(now, instance_type, demand)
             if note:
                 parts.append(note)
-        cap = size_for_rate(self.target, demand, itype)
-        if p.miss_cost_usd is not None and best_expert is not None and not panic and floor <= demand:
-            cap = self._cost_optimal(members, itype)
-            floor_cap = size_for_rate(self.target, floor, itype) if floor > 0 else 0
-            cap = max(cap, floor_cap)
+        # In panic, size for the observed surge itself, not for the calibrated scenarios.
+        cap = self._size(demand, floor, [] if panic else members, itype)
+        if p.miss_cost_usd is not None and members and not panic:
             parts.append(f"cost-optimal at ${p.miss_cost_usd:g} per missed request")
         return Recommendation(
             cap,
@@ -606,10 +598,17 @@ class PredictivePolicy(Policy):
             panic=panic,
         )
 
+    def _size(self, demand: float, floor: float, members: list[tuple[_Expert, float]], itype: str | None) -> int:
+        """Capacity for `demand` at the SLO; with `miss_cost_usd` and calibrated `members`, the
+        cost-optimal capacity instead, never below what the reactive floor needs."""
+        if self.params.miss_cost_usd is None or not members:
+            return size_for_rate(self.target, demand, itype)
+        return max(self._cost_optimal(members, itype), size_for_rate(self.target, floor, itype))
+
     def _cost_optimal(self, members: list[tuple[_Expert, float]], itype: str | None) -> int:
         """Capacity minimising its price + the value of expected misses over the error scenarios.
 
-        The scenarios are the ensemble's mixture: each member's point scaled by its own error sample.
+        The scenarios are a mixture over `members`: each one's point scaled by its own error sample.
         """
         p = self.params
         assert p.miss_cost_usd is not None
