@@ -1,0 +1,678 @@
+"""forescale's state: one DynamoDB table, and an in-memory twin with the same behaviour for tests.
+
+Key design (`PK`, `SK` strings; one table; TTL attribute `expiration`, shared with Powertools
+Idempotency records, which live under `PK = idempotency#<function>`):
+
+- target config: `TARGET#<name>` / `CONFIG`; `gsi1pk = "TARGET"`, `gsi1sk = <name>` (index `gsi1`)
+  lists the targets; `version`.
+- samples: `TARGET#<name>` / `SAMPLES#<hour epoch s>`, one item per hour; minute `mm` in attributes
+  `r<mm>` (rate, requests/s), `d<mm>` (duration ms), `c<mm>` (concurrency), `s<mm>` (spillover),
+  `t<mm>` (throttles), `l<mm>` (latency ms), `g<mm>` (GPU %); TTL.
+- forecast: `TARGET#<name>` / `FORECAST`, the latest; quantile paths as compressed JSON (`blob`).
+- planner state: `TARGET#<name>` / `PLANNER`: the planner's snapshot (`blob`), `version`, `observed_until`.
+- decision: `TARGET#<name>` / `DECISION#<decided_at:010d>`: the audit trail; `status` moves by
+  conditional updates; TTL 400 days.
+- applied state: `TARGET#<name>` / `STATE`: capacity in effect, in-flight operation, `version`.
+- global control: `GLOBAL` / `CONTROL`: `paused` (the kill switch), `reason`, `updated_at`.
+
+Every write that can race is conditional: config and state on `version`, decisions on their
+`status`, new decisions on `attribute_not_exists`. A lost race raises `ConflictError`; a redelivered
+decision write returns False rather than writing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from forescale.domain.forecast import Forecast, SeriesHistory
+from forescale.runtime.models import (
+    AppliedState,
+    DecisionRecord,
+    DecisionStatus,
+    DemandSampleDetail,
+    TargetConfig,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+HOUR_S = 3600
+DECISION_TTL_S = 400 * 86_400
+SAMPLE_FIELDS = {
+    "r": "rate_rps",
+    "d": "duration_ms",
+    "c": "concurrency",
+    "s": "spillover",
+    "t": "throttles",
+    "l": "latency_ms",
+    "g": "gpu_utilization",
+}
+
+
+class ConflictError(Exception):
+    """A conditional write lost a race (someone else changed the item first)."""
+
+
+class StateStore(ABC):
+    """The port: everything the runtime reads and writes."""
+
+    # -- targets
+    @abstractmethod
+    def put_target(self, cfg: TargetConfig, expected_version: int | None = None) -> TargetConfig:
+        """Store `cfg` with version+1. `expected_version=None` creates (fails if it exists)."""
+
+    @abstractmethod
+    def get_target(self, name: str) -> TargetConfig | None: ...
+
+    @abstractmethod
+    def list_targets(self) -> list[TargetConfig]: ...
+
+    @abstractmethod
+    def delete_target(self, name: str) -> None:
+        """Remove the config (and state/planner/forecast); decisions stay as the audit trail."""
+
+    # -- samples
+    @abstractmethod
+    def put_samples(self, samples: Sequence[DemandSampleDetail], ttl_s: int) -> None:
+        """Store one-minute samples (rate = requests / period). A later write for a minute overwrites."""
+
+    @abstractmethod
+    def load_history(self, name: str, start: int, end: int, step_s: int = 60) -> SeriesHistory:
+        """Rates (requests/s) on the grid [start, end); None where no sample was stored."""
+
+    @abstractmethod
+    def load_metric(self, name: str, field: str, start: int, end: int) -> list[float | None]:
+        """One stored sample field (a key of SAMPLE_FIELDS' values) per minute of [start, end)."""
+
+    # -- forecasts
+    @abstractmethod
+    def put_forecast(self, forecast: Forecast) -> None: ...
+
+    @abstractmethod
+    def get_forecast(self, name: str) -> Forecast | None: ...
+
+    # -- planner snapshot
+    @abstractmethod
+    def get_planner(self, name: str) -> tuple[bytes | None, int, int]:
+        """(snapshot, version, observed_until); (None, 0, 0) if none is stored."""
+
+    @abstractmethod
+    def put_planner(self, name: str, blob: bytes, observed_until: int, expected_version: int) -> int:
+        """Store a snapshot if the stored version is still `expected_version`; returns the new version."""
+
+    # -- decisions
+    @abstractmethod
+    def put_decision(self, record: DecisionRecord) -> bool:
+        """Write a new decision; False (nothing written) if that decision id already exists."""
+
+    @abstractmethod
+    def get_decision(self, name: str, decided_at: int) -> DecisionRecord | None: ...
+
+    @abstractmethod
+    def list_decisions(self, name: str, limit: int = 100, newest_first: bool = True) -> list[DecisionRecord]: ...
+
+    @abstractmethod
+    def transition_decision(
+        self,
+        record: DecisionRecord,
+        allowed_from: Iterable[DecisionStatus],
+        to: DecisionStatus,
+        outcome: str | None = None,
+        lease_until: int | None = None,
+        now: int = 0,
+    ) -> DecisionRecord:
+        """Move a decision's status if it is currently one of `allowed_from`; ConflictError otherwise."""
+
+    # -- applied state
+    @abstractmethod
+    def get_state(self, name: str) -> AppliedState: ...
+
+    @abstractmethod
+    def put_state(self, state: AppliedState) -> AppliedState:
+        """Write if the stored version equals `state.version`; returns it with version+1."""
+
+    # -- global control
+    @abstractmethod
+    def get_paused(self) -> tuple[bool, str]: ...
+
+    @abstractmethod
+    def set_paused(self, paused: bool, reason: str, now: int) -> None: ...
+
+
+# ---------------------------------------------------------------- codecs shared by both stores
+
+
+def encode_forecast(f: Forecast) -> bytes:
+    body = {
+        "target": f.target,
+        "issued_at": f.issued_at,
+        "start": f.start,
+        "step_s": f.step_s,
+        "model": f.model,
+        "mase": f.mase,
+        "notes": list(f.notes),
+        "quantiles": {repr(q): [round(v, 6) for v in path] for q, path in f.quantiles.items()},
+    }
+    return zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 6)
+
+
+def decode_forecast(blob: bytes) -> Forecast:
+    body = json.loads(zlib.decompress(blob))
+    return Forecast(
+        target=body["target"],
+        issued_at=int(body["issued_at"]),
+        start=int(body["start"]),
+        step_s=int(body["step_s"]),
+        quantiles={float(q): tuple(float(v) for v in path) for q, path in body["quantiles"].items()},
+        model=body["model"],
+        mase=body["mase"],
+        notes=tuple(body["notes"]),
+    )
+
+
+def _sample_values(s: DemandSampleDetail) -> dict[str, float]:
+    out = {"r": s.rate_rps}
+    for short, field in SAMPLE_FIELDS.items():
+        if short == "r":
+            continue
+        v = getattr(s, field)
+        if v is not None:
+            out[short] = float(v)
+    return out
+
+
+def _minute_slot(ts: int) -> tuple[int, str]:
+    hour = ts - ts % HOUR_S
+    return hour, f"{(ts - hour) // 60:02d}"
+
+
+def _to_dynamo(value: Any) -> Any:
+    """JSON-ish value → DynamoDB attribute value (numbers as strings, as the wire format wants)."""
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int | float | Decimal):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"cannot store non-finite number {value}")
+        return {"N": repr(value) if isinstance(value, float) else str(value)}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, bytes):
+        return {"B": value}
+    if isinstance(value, list | tuple):
+        return {"L": [_to_dynamo(v) for v in value]}
+    if isinstance(value, dict):
+        return {"M": {str(k): _to_dynamo(v) for k, v in value.items()}}
+    raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def _from_dynamo(av: Any) -> Any:
+    ((kind, v),) = av.items()
+    if kind == "NULL":
+        return None
+    if kind == "BOOL":
+        return bool(v)
+    if kind == "N":
+        n = Decimal(v)
+        return int(n) if n == n.to_integral_value() and "." not in v and "e" not in v.lower() else float(n)
+    if kind in ("S", "B"):
+        return v
+    if kind == "L":
+        return [_from_dynamo(x) for x in v]
+    if kind == "M":
+        return {k: _from_dynamo(x) for k, x in v.items()}
+    raise TypeError(f"unsupported DynamoDB type {kind}")
+
+
+def _item(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _to_dynamo(v) for k, v in values.items()}
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _from_dynamo(v) for k, v in item.items()}
+
+
+def _record_values(r: DecisionRecord) -> dict[str, Any]:
+    return r.model_dump(mode="json")
+
+
+def _history_from_minutes(name: str, start: int, end: int, step_s: int, minutes: dict[int, float]) -> SeriesHistory:
+    """Average the stored minutes onto a `step_s` grid; a step with no minute at all is missing."""
+    if step_s % 60:
+        raise ValueError(f"step_s must be a multiple of 60, got {step_s}")
+    start -= start % step_s
+    rates: list[float | None] = []
+    for t in range(start, end, step_s):
+        vals = [minutes[m] for m in range(t, t + step_s, 60) if m in minutes]
+        # A partly missing step averages the minutes it has: missing minutes are not zero demand.
+        rates.append(sum(vals) / len(vals) if vals else None)
+    return SeriesHistory(target=name, start=start, step_s=step_s, rates=rates)
+
+
+# ---------------------------------------------------------------- DynamoDB
+
+
+class DynamoStateStore(StateStore):
+    """The table described in this module's docstring, through the low-level DynamoDB client."""
+
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self._db = client
+        self._table = table_name
+
+    # -- helpers
+    def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        resp = self._db.get_item(TableName=self._table, Key=_item({"PK": pk, "SK": sk}), ConsistentRead=True)
+        item = resp.get("Item")
+        return _plain(item) if item else None
+
+    def _query(
+        self,
+        pk: str,
+        prefix: str,
+        start: str | None = None,
+        end: str | None = None,
+        forward: bool = True,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        values: dict[str, Any] = {":pk": pk}
+        if start is not None and end is not None:
+            cond = "PK = :pk AND SK BETWEEN :a AND :b"
+            values |= {":a": start, ":b": end}
+        else:
+            cond = "PK = :pk AND begins_with(SK, :p)"
+            values[":p"] = prefix
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": cond,
+            "ExpressionAttributeValues": _item(values),
+            "ScanIndexForward": forward,
+            "ConsistentRead": True,
+        }
+        out: list[dict[str, Any]] = []
+        while True:
+            if limit is not None:
+                kwargs["Limit"] = limit - len(out)
+            resp = self._db.query(**kwargs)
+            out.extend(_plain(i) for i in resp.get("Items", []))
+            last = resp.get("LastEvaluatedKey")
+            if not last or (limit is not None and len(out) >= limit):
+                return out
+            kwargs["ExclusiveStartKey"] = last
+
+    def _conditional_put(
+        self,
+        values: dict[str, Any],
+        condition: str,
+        names: dict[str, str] | None = None,
+        cond_values: dict[str, Any] | None = None,
+    ) -> bool:
+        kwargs: dict[str, Any] = {"TableName": self._table, "Item": _item(values), "ConditionExpression": condition}
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        if cond_values:
+            kwargs["ExpressionAttributeValues"] = _item(cond_values)
+        try:
+            self._db.put_item(**kwargs)
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    # -- targets
+    def put_target(self, cfg: TargetConfig, expected_version: int | None = None) -> TargetConfig:
+        new = cfg.model_copy(update={"version": (expected_version or 0) + 1})
+        values: dict[str, Any] = {
+            "PK": f"TARGET#{cfg.name}",
+            "SK": "CONFIG",
+            "gsi1pk": "TARGET",
+            "gsi1sk": cfg.name,
+            "config": new.model_dump_json(),
+            "version": new.version,
+        }
+        if expected_version is None:
+            ok = self._conditional_put(values, "attribute_not_exists(PK)")
+            if not ok:
+                raise ConflictError(f"target {cfg.name} already exists")
+        else:
+            ok = self._conditional_put(values, "version = :v", cond_values={":v": expected_version})
+            if not ok:
+                raise ConflictError(f"target {cfg.name} changed since version {expected_version}")
+        return new
+
+    def get_target(self, name: str) -> TargetConfig | None:
+        item = self._get(f"TARGET#{name}", "CONFIG")
+        return TargetConfig.model_validate_json(item["config"]) if item else None
+
+    def list_targets(self) -> list[TargetConfig]:
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "gsi1",
+            "KeyConditionExpression": "gsi1pk = :t",
+            "ExpressionAttributeValues": _item({":t": "TARGET"}),
+        }
+        out: list[TargetConfig] = []
+        while True:
+            resp = self._db.query(**kwargs)
+            out.extend(TargetConfig.model_validate_json(_plain(i)["config"]) for i in resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                return sorted(out, key=lambda c: c.name)
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def delete_target(self, name: str) -> None:
+        for sk in ("CONFIG", "STATE", "PLANNER", "FORECAST"):
+            self._db.delete_item(TableName=self._table, Key=_item({"PK": f"TARGET#{name}", "SK": sk}))
+
+    # -- samples
+    def put_samples(self, samples: Sequence[DemandSampleDetail], ttl_s: int) -> None:
+        for s in samples:
+            hour, mm = _minute_slot(s.timestamp)
+            vals = _sample_values(s)
+            names = {f"#{k}": f"{k}{mm}" for k in vals}
+            expr = "SET " + ", ".join(f"#{k} = :{k}" for k in vals) + ", expiration = :e"
+            attr_values = {f":{k}": v for k, v in vals.items()} | {":e": hour + HOUR_S + ttl_s}
+            self._db.update_item(
+                TableName=self._table,
+                Key=_item({"PK": f"TARGET#{s.target}", "SK": f"SAMPLES#{hour:010d}"}),
+                UpdateExpression=expr,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=_item(attr_values),
+            )
+
+    def _minutes(self, name: str, short: str, start: int, end: int) -> dict[int, float]:
+        first = start - start % HOUR_S
+        items = self._query(f"TARGET#{name}", "SAMPLES#", f"SAMPLES#{first:010d}", f"SAMPLES#{end:010d}")
+        out: dict[int, float] = {}
+        for item in items:
+            hour = int(item["SK"].split("#", 1)[1])
+            for m in range(60):
+                v = item.get(f"{short}{m:02d}")
+                ts = hour + 60 * m
+                if v is not None and start <= ts < end:
+                    out[ts] = float(v)
+        return out
+
+    def load_history(self, name: str, start: int, end: int, step_s: int = 60) -> SeriesHistory:
+        return _history_from_minutes(name, start, end, step_s, self._minutes(name, "r", start - start % step_s, end))
+
+    def load_metric(self, name: str, field: str, start: int, end: int) -> list[float | None]:
+        short = {v: k for k, v in SAMPLE_FIELDS.items()}[field]
+        minutes = self._minutes(name, short, start, end)
+        return [minutes.get(t) for t in range(start, end, 60)]
+
+    # -- forecasts
+    def put_forecast(self, forecast: Forecast) -> None:
+        self._db.put_item(
+            TableName=self._table,
+            Item=_item(
+                {
+                    "PK": f"TARGET#{forecast.target}",
+                    "SK": "FORECAST",
+                    "issued_at": forecast.issued_at,
+                    "model": forecast.model,
+                    "blob": encode_forecast(forecast),
+                }
+            ),
+        )
+
+    def get_forecast(self, name: str) -> Forecast | None:
+        item = self._get(f"TARGET#{name}", "FORECAST")
+        return decode_forecast(item["blob"]) if item else None
+
+    # -- planner
+    def get_planner(self, name: str) -> tuple[bytes | None, int, int]:
+        item = self._get(f"TARGET#{name}", "PLANNER")
+        if not item:
+            return None, 0, 0
+        return item["blob"], int(item["version"]), int(item["observed_until"])
+
+    def put_planner(self, name: str, blob: bytes, observed_until: int, expected_version: int) -> int:
+        values = {
+            "PK": f"TARGET#{name}",
+            "SK": "PLANNER",
+            "blob": blob,
+            "observed_until": observed_until,
+            "version": expected_version + 1,
+        }
+        cond = "attribute_not_exists(PK)" if expected_version == 0 else "version = :v"
+        expected = None if expected_version == 0 else {":v": expected_version}
+        ok = self._conditional_put(values, cond, cond_values=expected)
+        if not ok:
+            raise ConflictError(f"planner state of {name} changed since version {expected_version}")
+        return expected_version + 1
+
+    # -- decisions
+    def put_decision(self, record: DecisionRecord) -> bool:
+        values = {
+            "PK": f"TARGET#{record.target}",
+            "SK": f"DECISION#{record.decided_at:010d}",
+            "expiration": record.decided_at + DECISION_TTL_S,
+            "record": record.model_dump_json(),
+            "status": record.status.value,
+        }
+        return self._conditional_put(values, "attribute_not_exists(PK)")
+
+    def get_decision(self, name: str, decided_at: int) -> DecisionRecord | None:
+        item = self._get(f"TARGET#{name}", f"DECISION#{decided_at:010d}")
+        return DecisionRecord.model_validate_json(item["record"]) if item else None
+
+    def list_decisions(self, name: str, limit: int = 100, newest_first: bool = True) -> list[DecisionRecord]:
+        items = self._query(f"TARGET#{name}", "DECISION#", forward=not newest_first, limit=limit)
+        return [DecisionRecord.model_validate_json(i["record"]) for i in items]
+
+    def transition_decision(
+        self,
+        record: DecisionRecord,
+        allowed_from: Iterable[DecisionStatus],
+        to: DecisionStatus,
+        outcome: str | None = None,
+        lease_until: int | None = None,
+        now: int = 0,
+    ) -> DecisionRecord:
+        allowed = [s.value for s in allowed_from]
+        new = record.model_copy(
+            update={
+                "status": to,
+                "outcome": outcome if outcome is not None else record.outcome,
+                "lease_until": lease_until,
+                "updated_at": now,
+            }
+        )
+        placeholders = {f":s{i}": s for i, s in enumerate(allowed)}
+        values = {
+            "PK": f"TARGET#{record.target}",
+            "SK": f"DECISION#{record.decided_at:010d}",
+            "expiration": record.decided_at + DECISION_TTL_S,
+            "record": new.model_dump_json(),
+            "status": to.value,
+        }
+        ok = self._conditional_put(
+            values, f"#st IN ({', '.join(placeholders)})", names={"#st": "status"}, cond_values=placeholders
+        )
+        if not ok:
+            raise ConflictError(f"decision {record.decision_id} is no longer in {allowed}")
+        return new
+
+    # -- applied state
+    def get_state(self, name: str) -> AppliedState:
+        item = self._get(f"TARGET#{name}", "STATE")
+        return AppliedState.model_validate_json(item["state"]) if item else AppliedState(target=name)
+
+    def put_state(self, state: AppliedState) -> AppliedState:
+        new = state.model_copy(update={"version": state.version + 1})
+        values = {"PK": f"TARGET#{state.target}", "SK": "STATE", "state": new.model_dump_json(), "version": new.version}
+        cond = "attribute_not_exists(PK)" if state.version == 0 else "version = :v"
+        ok = self._conditional_put(values, cond, cond_values=None if state.version == 0 else {":v": state.version})
+        if not ok:
+            raise ConflictError(f"applied state of {state.target} changed since version {state.version}")
+        return new
+
+    # -- control
+    def get_paused(self) -> tuple[bool, str]:
+        item = self._get("GLOBAL", "CONTROL")
+        return (bool(item.get("paused")), str(item.get("reason", ""))) if item else (False, "")
+
+    def set_paused(self, paused: bool, reason: str, now: int) -> None:
+        self._db.put_item(
+            TableName=self._table,
+            Item=_item({"PK": "GLOBAL", "SK": "CONTROL", "paused": paused, "reason": reason, "updated_at": now}),
+        )
+
+
+# ---------------------------------------------------------------- in memory
+
+
+class InMemoryStateStore(StateStore):
+    """The same contract in a dict, for unit tests and fast local runs (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.targets: dict[str, TargetConfig] = {}
+        self.samples: dict[str, dict[int, dict[str, float]]] = {}
+        self.forecasts: dict[str, Forecast] = {}
+        self.planners: dict[str, tuple[bytes, int, int]] = {}
+        self.decisions: dict[str, dict[int, DecisionRecord]] = {}
+        self.states: dict[str, AppliedState] = {}
+        self.paused: tuple[bool, str] = (False, "")
+
+    def put_target(self, cfg: TargetConfig, expected_version: int | None = None) -> TargetConfig:
+        with self._lock:
+            cur = self.targets.get(cfg.name)
+            if expected_version is None and cur is not None:
+                raise ConflictError(f"target {cfg.name} already exists")
+            if expected_version is not None and (cur is None or cur.version != expected_version):
+                raise ConflictError(f"target {cfg.name} changed since version {expected_version}")
+            new = cfg.model_copy(update={"version": (expected_version or 0) + 1})
+            self.targets[cfg.name] = new
+            return new
+
+    def get_target(self, name: str) -> TargetConfig | None:
+        return self.targets.get(name)
+
+    def list_targets(self) -> list[TargetConfig]:
+        return sorted(self.targets.values(), key=lambda c: c.name)
+
+    def delete_target(self, name: str) -> None:
+        with self._lock:
+            self.targets.pop(name, None)
+            self.states.pop(name, None)
+            self.planners.pop(name, None)
+            self.forecasts.pop(name, None)
+
+    def put_samples(self, samples: Sequence[DemandSampleDetail], ttl_s: int) -> None:
+        with self._lock:
+            for s in samples:
+                self.samples.setdefault(s.target, {})[s.timestamp - s.timestamp % 60] = _sample_values(s)
+
+    def load_history(self, name: str, start: int, end: int, step_s: int = 60) -> SeriesHistory:
+        rows = self.samples.get(name, {})
+        minutes = {t: v["r"] for t, v in rows.items() if start - start % step_s <= t < end}
+        return _history_from_minutes(name, start, end, step_s, minutes)
+
+    def load_metric(self, name: str, field: str, start: int, end: int) -> list[float | None]:
+        short = {v: k for k, v in SAMPLE_FIELDS.items()}[field]
+        rows = self.samples.get(name, {})
+        return [rows.get(t, {}).get(short) for t in range(start, end, 60)]
+
+    def put_forecast(self, forecast: Forecast) -> None:
+        self.forecasts[forecast.target] = decode_forecast(encode_forecast(forecast))
+
+    def get_forecast(self, name: str) -> Forecast | None:
+        return self.forecasts.get(name)
+
+    def get_planner(self, name: str) -> tuple[bytes | None, int, int]:
+        got = self.planners.get(name)
+        return got if got else (None, 0, 0)
+
+    def put_planner(self, name: str, blob: bytes, observed_until: int, expected_version: int) -> int:
+        with self._lock:
+            cur = self.planners.get(name, (b"", 0, 0))[1]
+            if cur != expected_version:
+                raise ConflictError(f"planner state of {name} changed since version {expected_version}")
+            self.planners[name] = (blob, cur + 1, observed_until)
+            return cur + 1
+
+    def put_decision(self, record: DecisionRecord) -> bool:
+        with self._lock:
+            per = self.decisions.setdefault(record.target, {})
+            if record.decided_at in per:
+                return False
+            per[record.decided_at] = record
+            return True
+
+    def get_decision(self, name: str, decided_at: int) -> DecisionRecord | None:
+        return self.decisions.get(name, {}).get(decided_at)
+
+    def list_decisions(self, name: str, limit: int = 100, newest_first: bool = True) -> list[DecisionRecord]:
+        per = self.decisions.get(name, {})
+        keys = sorted(per, reverse=newest_first)[:limit]
+        return [per[k] for k in keys]
+
+    def transition_decision(
+        self,
+        record: DecisionRecord,
+        allowed_from: Iterable[DecisionStatus],
+        to: DecisionStatus,
+        outcome: str | None = None,
+        lease_until: int | None = None,
+        now: int = 0,
+    ) -> DecisionRecord:
+        with self._lock:
+            cur = self.decisions.get(record.target, {}).get(record.decided_at)
+            allowed = set(allowed_from)
+            if cur is None or cur.status not in allowed:
+                raise ConflictError(f"decision {record.decision_id} is no longer in {sorted(allowed)}")
+            new = cur.model_copy(
+                update={
+                    "status": to,
+                    "outcome": outcome if outcome is not None else cur.outcome,
+                    "lease_until": lease_until,
+                    "updated_at": now,
+                }
+            )
+            self.decisions[record.target][record.decided_at] = new
+            return new
+
+    def get_state(self, name: str) -> AppliedState:
+        return self.states.get(name) or AppliedState(target=name)
+
+    def put_state(self, state: AppliedState) -> AppliedState:
+        with self._lock:
+            cur = self.states.get(state.target)
+            if (cur.version if cur else 0) != state.version:
+                raise ConflictError(f"applied state of {state.target} changed since version {state.version}")
+            new = state.model_copy(update={"version": state.version + 1})
+            self.states[state.target] = new
+            return new
+
+    def get_paused(self) -> tuple[bool, str]:
+        return self.paused
+
+    def set_paused(self, paused: bool, reason: str, now: int) -> None:
+        self.paused = (paused, reason)
+
+
+def table_definition(table_name: str) -> dict[str, Any]:
+    """CreateTable arguments matching the CDK stack's table (used by tests and the local demo)."""
+    return {
+        "TableName": table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": n, "AttributeType": "S"} for n in ("PK", "SK", "gsi1pk", "gsi1sk")],
+        "KeySchema": [{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": "gsi1",
+                "KeySchema": [
+                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    }
