@@ -237,6 +237,15 @@ class SamplesCollectedDetail(_Strict):
     missing: tuple[TargetName, ...] = ()
 
 
+class DemandAboveForecastDetail(_Strict):
+    """`forescale.DemandAboveForecast`: collect saw demand above the forecast's upper band; react scales out."""
+
+    target: TargetName
+    timestamp: int
+    observed_rps: NonNegativeFloat
+    upper_rps: NonNegativeFloat
+
+
 class ForecastReadyDetail(_Strict):
     """`forescale.ForecastReady`: new forecasts are stored for these targets."""
 
@@ -276,6 +285,7 @@ class ActionResultDetail(_Strict):
 DETAIL_TYPES = {
     "forescale.DemandSample": DemandSampleDetail,
     "forescale.SamplesCollected": SamplesCollectedDetail,
+    "forescale.DemandAboveForecast": DemandAboveForecastDetail,
     "forescale.ForecastReady": ForecastReadyDetail,
     "forescale.DecisionMade": DecisionMadeDetail,
     "forescale.ActionApplied": ActionResultDetail,
