@@ -98,6 +98,14 @@ class StateStore(ABC):
     @abstractmethod
     def get_forecast(self, name: str) -> Forecast | None: ...
 
+    @abstractmethod
+    def forecast_meta(self, name: str) -> tuple[int | None, int | None]:
+        """(issued_at of the stored forecast, when a refit was last requested); None where absent."""
+
+    @abstractmethod
+    def request_refit(self, name: str, at: int) -> None:
+        """Ask the forecaster to refit this target (drift or panic); a new forecast clears it."""
+
     # -- planner snapshot
     @abstractmethod
     def get_planner(self, name: str) -> tuple[bytes | None, int, int]:
@@ -423,7 +431,26 @@ class DynamoStateStore(StateStore):
 
     def get_forecast(self, name: str) -> Forecast | None:
         item = self._get(f"TARGET#{name}", "FORECAST")
-        return decode_forecast(item["blob"]) if item else None
+        return decode_forecast(item["blob"]) if item and "blob" in item else None
+
+    def forecast_meta(self, name: str) -> tuple[int | None, int | None]:
+        resp = self._db.get_item(
+            TableName=self._table,
+            Key=_item({"PK": f"TARGET#{name}", "SK": "FORECAST"}),
+            ProjectionExpression="issued_at, refit_requested_at",
+            ConsistentRead=True,
+        )
+        item = _plain(resp.get("Item", {}))
+        issued, asked = item.get("issued_at"), item.get("refit_requested_at")
+        return (int(issued) if issued is not None else None, int(asked) if asked is not None else None)
+
+    def request_refit(self, name: str, at: int) -> None:
+        self._db.update_item(
+            TableName=self._table,
+            Key=_item({"PK": f"TARGET#{name}", "SK": "FORECAST"}),
+            UpdateExpression="SET refit_requested_at = :a",
+            ExpressionAttributeValues=_item({":a": at}),
+        )
 
     # -- planner
     def get_planner(self, name: str) -> tuple[bytes | None, int, int]:
@@ -536,6 +563,7 @@ class InMemoryStateStore(StateStore):
         self.targets: dict[str, TargetConfig] = {}
         self.samples: dict[str, dict[int, dict[str, float]]] = {}
         self.forecasts: dict[str, Forecast] = {}
+        self.refits: dict[str, int] = {}
         self.planners: dict[str, tuple[bytes, int, int]] = {}
         self.decisions: dict[str, dict[int, DecisionRecord]] = {}
         self.states: dict[str, AppliedState] = {}
@@ -581,10 +609,19 @@ class InMemoryStateStore(StateStore):
         return [rows.get(t, {}).get(short) for t in range(start, end, 60)]
 
     def put_forecast(self, forecast: Forecast) -> None:
-        self.forecasts[forecast.target] = decode_forecast(encode_forecast(forecast))
+        with self._lock:
+            self.forecasts[forecast.target] = decode_forecast(encode_forecast(forecast))
+            self.refits.pop(forecast.target, None)
 
     def get_forecast(self, name: str) -> Forecast | None:
         return self.forecasts.get(name)
+
+    def forecast_meta(self, name: str) -> tuple[int | None, int | None]:
+        f = self.forecasts.get(name)
+        return (f.issued_at if f else None, self.refits.get(name))
+
+    def request_refit(self, name: str, at: int) -> None:
+        self.refits[name] = at
 
     def get_planner(self, name: str) -> tuple[bytes | None, int, int]:
         got = self.planners.get(name)

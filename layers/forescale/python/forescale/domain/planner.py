@@ -5,6 +5,7 @@ The same code runs in the plan Lambda, in `forescale replay` and in the local de
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, replace
 
@@ -65,6 +66,8 @@ class Planner:
         # adds decision points between steps).
         self.recent: deque[tuple[int, int]] = deque()
         self.refit_requested = False
+        self.forecast_issued_at = -1  # issued_at of the forecast in use (-1: none yet)
+        self.last_decided_at: int | None = None
 
     def observe(self, ts: int, rate_rps: float | None) -> None:
         """Feed the finished step starting at `ts` (None: the metric is missing)."""
@@ -72,6 +75,7 @@ class Planner:
 
     def use_forecast(self, forecast: Forecast) -> None:
         self.policy.use_forecast(forecast)
+        self.forecast_issued_at = forecast.issued_at
         self.refit_requested = False
 
     @property
@@ -94,6 +98,23 @@ class Planner:
         now = step.now
         applied = self.requested if step.applied is None else step.applied
         rec = self.policy.recommend(now, self.requested, applied, self.requested_type)
+        return self._shape_and_record(step, rec, applied)
+
+    def react(self, step: StepInput, rate_rps: float | None, why: str, headroom: float = 1.1) -> Decision:
+        """Scale out now, between steps (an alarm fired, or demand beat the forecast's upper band).
+
+        Sized for the observed `rate_rps` × `headroom`; with no rate (an alarm without a datapoint),
+        one and a half times the current capacity. It never lowers capacity, it asks for a refit, and
+        it goes through the same guardrails as every decision (max step, ceilings, budget).
+        """
+        applied = self.requested if step.applied is None else step.applied
+        if rate_rps is not None and rate_rps >= 0:
+            wanted = size_for_rate(self.target, rate_rps * headroom, self.requested_type)
+            demand = rate_rps * headroom
+        else:
+            wanted = max(self.requested + 1, math.ceil(self.requested * 1.5))
+            demand = 0.0
+        rec = Recommendation(max(wanted, self.requested), f"react: {why}", demand, refit=True, panic=True)
         return self._shape_and_record(step, rec, applied)
 
     def _shape_and_record(self, step: StepInput, rec: Recommendation, applied: int) -> Decision:
@@ -173,6 +194,7 @@ class Planner:
             inputs={"applied": applied},
         )
         self.policy.after_decision(previous, decision.capacity, applied)
+        self.last_decided_at = now
         if decision.changed:
             self.last_change_at = now
             self.requested = capacity

@@ -21,14 +21,13 @@ from dataclasses import dataclass
 from forescale.domain.decision import Recommendation
 from forescale.domain.forecast import Forecast
 from forescale.domain.history import DemandHistory
+from forescale.domain.rightsize import rightsize_choice
 from forescale.domain.sizing import (
-    Fleet,
     cost_optimal_concurrency,
     cost_optimal_instances,
     lambda_concurrency_for,
     offered_load,
     sagemaker_instances,
-    type_switch_pays,
 )
 from forescale.domain.targets import Target
 
@@ -641,21 +640,8 @@ class PredictivePolicy(Policy):
         path = self._day_path(now)
         if not path:
             return current_type, ""
-        path = [max(r, 0.0) for r in path]
-        costs: dict[str, float] = {}
-        for it in self.target.catalog:
-            n = [sagemaker_instances(r, it.capacity_rps, self.target.min_capacity) for r in path]
-            costs[it.name] = sum(n) * it.price_per_hour / len(path)
-        cur_name = self.target.instance(current_type).name
-        best = min(costs, key=lambda k: (costs[k], k))
-        current = Fleet(cur_name, 0, costs[cur_name])
-        candidate = Fleet(best, 0, costs[best])
-        if type_switch_pays(current, candidate, p.rightsize_horizon_s, self.target.lead_times.type_change_s):
-            return best, (
-                f"right-size: {best} ${costs[best]:.2f}/h vs {cur_name} ${costs[cur_name]:.2f}/h "
-                f"over the next day pays for the blue/green switch"
-            )
-        return current_type, ""
+        choice = rightsize_choice(self.target, path, current_type, p.rightsize_horizon_s)
+        return (choice.best, choice.reason) if choice.switch else (current_type, "")
 
     def _day_path(self, now: int) -> list[float]:
         """Expected rates for the next day: the forecast's upper path, else yesterday's observations."""

@@ -1,0 +1,60 @@
+"""plan: on SamplesCollected (every minute) and ForecastReady, decide each target's capacity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from forescale.runtime import lambda_support
+from forescale.runtime.events import EventError, ForecastReadyEvent, SamplesCollectedEvent, parse_event
+from forescale.runtime.observability import logger, metrics, tracer
+from forescale.runtime.plan import PlanService
+from forescale.runtime.settings import PlanSettings
+
+ACCEPTED = ("forescale.SamplesCollected", "forescale.ForecastReady")
+
+
+def build_service(settings: PlanSettings) -> PlanService:
+    return PlanService(
+        lambda_support.state_store(settings), lambda_support.publisher(settings), settings.HISTORY_WARMUP_S
+    )
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = PlanSettings.from_env()
+    try:
+        parsed = parse_event(event, ACCEPTED)
+    except EventError as exc:
+        logger.error("invalid event", extra={"error": str(exc)})
+        metrics.add_metric(name="InvalidEvents", unit=MetricUnit.Count, value=1)
+        raise  # Lambda retries, then the event goes to this function's DLQ
+
+    def run() -> dict[str, Any]:
+        service = build_service(settings)
+        if isinstance(parsed, SamplesCollectedEvent):
+            # The collected minute has ended: decide the step that starts after it.
+            summary = service.plan(parsed.detail.targets, parsed.detail.period_start + 60, "samples")
+        else:
+            assert isinstance(parsed, ForecastReadyEvent)
+            summary = service.plan(parsed.detail.targets, parsed.detail.issued_at, "forecast")
+        if summary.unknown_targets:
+            logger.warning("unknown targets skipped", extra={"targets": summary.unknown_targets})
+        return {
+            "decided": summary.decided,
+            "changed": summary.changed,
+            "duplicates": summary.duplicates,
+            "conflicts": summary.conflicts,
+            "unknown_targets": summary.unknown_targets,
+            "decisions": [r.decision_id for r in summary.records],
+        }
+
+    result = lambda_support.once(settings, "plan", parsed.id, run)
+    metrics.add_metric(name="Decisions", unit=MetricUnit.Count, value=result["decided"])
+    metrics.add_metric(name="CapacityChanges", unit=MetricUnit.Count, value=result["changed"])
+    logger.info("planned", extra=result)
+    return result

@@ -1,0 +1,130 @@
+"""EventBridge envelope models for every trigger and internal event, and the one parser handlers use.
+
+Each model is Powertools' `EventBridgeModel` with a typed `detail`, so a malformed event fails with
+a pydantic error that names the field. `parse_event` picks the model by `detail-type` and turns
+every failure into an `EventError` that says what was wrong with which event.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from forescale.runtime.models import (
+    EVENT_SOURCE,
+    ActionResultDetail,
+    DecisionMadeDetail,
+    DemandAboveForecastDetail,
+    DemandSampleDetail,
+    ForecastReadyDetail,
+    SamplesCollectedDetail,
+)
+
+MAX_EVENT_BYTES = 256 * 1024  # EventBridge's entry limit; anything larger is not a real event
+
+
+class EventError(ValueError):
+    """The event is not one this function handles, or its content is invalid."""
+
+
+class ScheduledEvent(EventBridgeModel):
+    source: Literal["aws.events", "aws.scheduler"]
+    detail: dict[str, Any]
+
+
+class ForescaleEvent(EventBridgeModel):
+    source: Literal["forescale"] = EVENT_SOURCE  # type: ignore[assignment]
+
+
+class DemandSampleEvent(EventBridgeModel):
+    """Pushed by applications, so any source; the detail is what is checked."""
+
+    detail: DemandSampleDetail
+
+
+class SamplesCollectedEvent(ForescaleEvent):
+    detail: SamplesCollectedDetail
+
+
+class DemandAboveForecastEvent(ForescaleEvent):
+    detail: DemandAboveForecastDetail
+
+
+class ForecastReadyEvent(ForescaleEvent):
+    detail: ForecastReadyDetail
+
+
+class DecisionMadeEvent(ForescaleEvent):
+    detail: DecisionMadeDetail
+
+
+class ActionResultEvent(ForescaleEvent):
+    detail: ActionResultDetail
+
+
+class AlarmState(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    value: Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
+    reason: str = ""
+    timestamp: str = ""
+
+
+class AlarmStateChangeDetail(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    alarm_name: str = Field(alias="alarmName", min_length=1, max_length=255)
+    state: AlarmState
+    previous_state: AlarmState | None = Field(default=None, alias="previousState")
+    configuration: dict[str, Any] = Field(default_factory=dict)
+
+
+class AlarmStateChangeEvent(EventBridgeModel):
+    source: Literal["aws.cloudwatch"]
+    detail: AlarmStateChangeDetail
+
+
+MODELS: Mapping[str, type[EventBridgeModel]] = {
+    "Scheduled Event": ScheduledEvent,
+    "CloudWatch Alarm State Change": AlarmStateChangeEvent,
+    "forescale.DemandSample": DemandSampleEvent,
+    "forescale.SamplesCollected": SamplesCollectedEvent,
+    "forescale.DemandAboveForecast": DemandAboveForecastEvent,
+    "forescale.ForecastReady": ForecastReadyEvent,
+    "forescale.DecisionMade": DecisionMadeEvent,
+    "forescale.ActionApplied": ActionResultEvent,
+    "forescale.ActionFailed": ActionResultEvent,
+}
+
+
+def parse_event(event: Any, accepted: tuple[str, ...]) -> EventBridgeModel:
+    """Validate `event` as one of the `accepted` detail-types; EventError names what is wrong."""
+    if not isinstance(event, dict):
+        raise EventError(f"the event must be a JSON object, got {type(event).__name__}")
+    size = len(json.dumps(event, default=str))
+    if size > MAX_EVENT_BYTES:
+        raise EventError(f"the event is {size} bytes, over EventBridge's {MAX_EVENT_BYTES}-byte limit")
+    detail_type = event.get("detail-type")
+    if detail_type not in accepted:
+        raise EventError(
+            f"event {event.get('id', '?')}: detail-type {detail_type!r} from source {event.get('source')!r} "
+            f"is not handled here; expected one of {list(accepted)}"
+        )
+    try:
+        return parse(event=event, model=MODELS[detail_type])
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+        )
+        raise EventError(f"{detail_type} event {event.get('id', '?')} is invalid: {problems}") from exc
+    except Exception as exc:  # Powertools wraps pydantic errors in its own types
+        cause = exc.__cause__ if isinstance(exc.__cause__, ValidationError) else None
+        if cause is not None:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in cause.errors(include_url=False)
+            )
+            raise EventError(f"{detail_type} event {event.get('id', '?')} is invalid: {problems}") from exc
+        raise EventError(f"{detail_type} event {event.get('id', '?')} is invalid: {exc}") from exc

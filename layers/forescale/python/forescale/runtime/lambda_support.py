@@ -1,0 +1,76 @@
+"""What every handler shares: boto3 clients built once per process, the state store, the event
+publisher, and Powertools Idempotency keyed on the EventBridge event id.
+
+Clients are created lazily on first use (not at import), so a handler's cold import stays light and
+tests can point them at moto by setting the environment before the first call, or reset them with
+`reset()`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+
+from forescale.adapters.events import EventPublisher
+from forescale.adapters.state import DynamoStateStore
+from forescale.runtime.settings import FunctionSettings
+
+IDEMPOTENCY_TTL_S = 3600  # EventBridge redelivers within its 24 h retry window; an hour covers its retries
+
+_clients: dict[str, Any] = {}
+_persistence: dict[str, DynamoDBPersistenceLayer] = {}
+
+
+def client(service: str) -> Any:
+    """A boto3 client for `service`, one per process (Lambda reuses it across warm invocations)."""
+    if service not in _clients:
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        _clients[service] = boto3.client(service, region_name=region)  # type: ignore[call-overload]
+    return _clients[service]
+
+
+def reset() -> None:
+    """Forget cached clients (tests switch between moto contexts)."""
+    _clients.clear()
+    _persistence.clear()
+
+
+def state_store(settings: FunctionSettings) -> DynamoStateStore:
+    return DynamoStateStore(client("dynamodb"), settings.TABLE_NAME)
+
+
+def publisher(settings: FunctionSettings) -> EventPublisher:
+    return EventPublisher(client("events"), settings.EVENT_BUS_NAME)
+
+
+def once(settings: FunctionSettings, function: str, event_id: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run `run` once per event id: a redelivered event returns the first run's result without running.
+
+    Records live in the forescale table under `PK = idempotency#<function>`, with the table's TTL.
+    """
+    if function not in _persistence:
+        _persistence[function] = DynamoDBPersistenceLayer(
+            table_name=settings.TABLE_NAME,
+            key_attr="PK",
+            sort_key_attr="SK",
+            static_pk_value=f"idempotency#{function}",
+            boto3_client=client("dynamodb"),
+        )
+    config = IdempotencyConfig(event_key_jmespath="id", expires_after_seconds=IDEMPOTENCY_TTL_S)
+
+    def _run(event: dict[str, str]) -> dict[str, Any]:
+        return run()
+
+    guarded = idempotent_function(
+        data_keyword_argument="event", persistence_store=_persistence[function], config=config
+    )
+    result: dict[str, Any] = guarded(_run)(event={"id": event_id})
+    return result

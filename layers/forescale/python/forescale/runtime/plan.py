@@ -1,0 +1,189 @@
+"""The plan service: for each target, restore its planner, feed the new samples, decide, record, emit.
+
+Runs on `forescale.SamplesCollected` (every minute: one decision per target per step, the same step
+grid as `forescale replay`) and on `forescale.ForecastReady` (a new forecast is loaded into the
+planner; it decides only if that step has not been decided yet).
+
+Idempotent under EventBridge redelivery and concurrent invocations: the decision id is the target
+and the step (`DecisionRecord.id_for`), the decision write is create-only, and the planner snapshot
+is written with optimistic locking, so two runs for the same step record one decision and the loser
+of the race leaves the winner's state untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from forescale.adapters.events import EventPublisher
+from forescale.adapters.state import ConflictError, StateStore
+from forescale.domain import snapshot
+from forescale.domain.decision import Decision
+from forescale.domain.forecast import Forecast
+from forescale.domain.planner import Planner, StepInput
+from forescale.domain.policies import make_policy
+from forescale.runtime.models import (
+    DecisionMadeDetail,
+    DecisionRecord,
+    DecisionStatus,
+    Mode,
+    TargetConfig,
+)
+
+STEP_S = 60
+
+
+@dataclass(slots=True)
+class PlanSummary:
+    decided: int = 0
+    changed: int = 0
+    duplicates: int = 0  # the step was already decided (redelivery, or a race another run won)
+    forecasts_loaded: int = 0
+    fresh_planners: int = 0
+    unknown_targets: list[str] = field(default_factory=list)
+    conflicts: int = 0
+    records: list[DecisionRecord] = field(default_factory=list)
+
+
+def urgency_rps(decision: Decision) -> float:
+    """Requests/s expected to miss capacity if the decision is not applied: act does the largest first."""
+    if decision.capacity <= decision.previous or decision.capacity == 0:
+        return 0.0
+    return decision.demand_rps * (decision.capacity - decision.previous) / decision.capacity
+
+
+def build_planner(cfg: TargetConfig) -> Planner:
+    """A planner exactly as `forescale replay` builds it for this target (same policy, step and guardrails)."""
+    target = cfg.to_target()
+    return Planner(target, make_policy(cfg.policy, target, STEP_S), cfg.guardrail_settings())
+
+
+def restore_planner(
+    store: StateStore, cfg: TargetConfig, step_now: int, warmup_s: int
+) -> tuple[Planner, int, int, bool]:
+    """The target's planner as last stored: (planner, version, observed_until, fresh).
+
+    With no usable snapshot (a new target, or a config change that reshaped the policy) a fresh
+    planner starts, to be warmed up from the stored samples of the last `warmup_s`.
+    """
+    planner = build_planner(cfg)
+    blob, version, observed_until = store.get_planner(cfg.name)
+    if blob is not None:
+        try:
+            snapshot.load(planner, blob)
+            return planner, version, observed_until, False
+        except snapshot.SnapshotError:
+            planner = build_planner(cfg)
+    return planner, version, max(0, step_now - warmup_s), True
+
+
+def decision_record(cfg: TargetConfig, d: Decision, forecast: Forecast | None, trigger: str) -> DecisionRecord:
+    """The audit record of a planner decision, pending for an active target, dry-run otherwise."""
+    return DecisionRecord(
+        decision_id=DecisionRecord.id_for(cfg.name, d.decided_at),
+        target=cfg.name,
+        decided_at=d.decided_at,
+        capacity=d.capacity,
+        previous=d.previous,
+        recommended=d.recommended,
+        instance_type=d.instance_type if d.type_change else None,
+        previous_instance_type=d.previous_instance_type,
+        policy=d.policy,
+        reason=d.reason,
+        shaped_by=d.shaped_by,
+        demand_rps=d.demand_rps,
+        observed_rps=d.observed_rps,
+        band=d.band,
+        data_missing=d.data_missing,
+        mode=cfg.mode,
+        status=DecisionStatus.PENDING if cfg.mode is Mode.ACTIVE else DecisionStatus.DRY_RUN,
+        forecast_model=forecast.model if forecast else None,
+        forecast_issued_at=forecast.issued_at if forecast else None,
+        inputs={"applied": d.inputs.get("applied"), "trigger": trigger, "config_version": cfg.version},
+        updated_at=d.decided_at,
+    )
+
+
+def decision_made(cfg: TargetConfig, record: DecisionRecord, d: Decision) -> DecisionMadeDetail:
+    return DecisionMadeDetail(
+        decision_id=record.decision_id,
+        target=cfg.name,
+        decided_at=record.decided_at,
+        capacity=record.capacity,
+        previous=record.previous,
+        instance_type=record.instance_type,
+        mode=cfg.mode,
+        reason=record.reason[:4000],
+        urgency=urgency_rps(d),
+    )
+
+
+class PlanService:
+    def __init__(self, store: StateStore, publisher: EventPublisher, warmup_s: int = 86_400) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.warmup_s = warmup_s
+
+    def plan(self, targets: Sequence[str], now: int, reason: str = "samples") -> PlanSummary:
+        """Decide the step starting at the minute containing `now` for each named target."""
+        step_now = now - now % STEP_S
+        summary = PlanSummary()
+        made: list[DecisionMadeDetail] = []
+        for name in targets:
+            cfg = self.store.get_target(name)
+            if cfg is None:
+                summary.unknown_targets.append(name)
+                continue
+            try:
+                detail = self._plan_one(cfg, step_now, reason, summary)
+            except ConflictError:
+                summary.conflicts += 1  # another run stored this step first; its decision stands
+                continue
+            if detail is not None:
+                made.append(detail)
+        if made:
+            self.publisher.publish("forescale.DecisionMade", made)
+        return summary
+
+    def _restore(self, cfg: TargetConfig, step_now: int, summary: PlanSummary) -> tuple[Planner, int, int]:
+        planner, version, observed_until, fresh = restore_planner(self.store, cfg, step_now, self.warmup_s)
+        summary.fresh_planners += int(fresh)
+        return planner, version, observed_until
+
+    def _plan_one(
+        self, cfg: TargetConfig, step_now: int, reason: str, summary: PlanSummary
+    ) -> DecisionMadeDetail | None:
+        planner, version, observed_until = self._restore(cfg, step_now, summary)
+        last_decided = planner.last_decided_at
+        if observed_until < step_now:
+            history = self.store.load_history(cfg.name, observed_until, step_now, STEP_S)
+            for i, rate in enumerate(history.rates):
+                planner.observe(history.start + i * STEP_S, rate)
+        forecast = self.store.get_forecast(cfg.name)
+        if forecast is not None and forecast.issued_at > planner.forecast_issued_at:
+            planner.use_forecast(forecast)
+            summary.forecasts_loaded += 1
+        if last_decided is not None and last_decided >= step_now:
+            # This step is decided already (a ForecastReady after SamplesCollected, or a redelivery):
+            # keep the new forecast for the next step, decide nothing twice.
+            summary.duplicates += 1
+            self.store.put_planner(cfg.name, snapshot.dump(planner), step_now, version)
+            return None
+        state = self.store.get_state(cfg.name)
+        asked_before = planner.refit_requested
+        decision = planner.decide(StepInput(now=step_now, applied=state.capacity))
+        if planner.refit_requested and not asked_before:
+            self.store.request_refit(cfg.name, step_now)
+        summary.decided += 1
+        record = decision_record(cfg, decision, forecast, reason)
+        # The decision first: if we crash before the snapshot, the rerun recomputes the same decision
+        # from the old snapshot and finds it stored (create-only), so nothing is decided twice.
+        stored = self.store.put_decision(record) if decision.changed else False
+        self.store.put_planner(cfg.name, snapshot.dump(planner), step_now, version)
+        if not decision.changed:
+            return None
+        summary.changed += 1
+        if not stored:
+            summary.duplicates += 1
+        summary.records.append(record)
+        return decision_made(cfg, record, decision)
