@@ -4,6 +4,8 @@
     forescale replay --builtin --out DECISIONS.csv          # the built-in generated workload
     forescale bench replay [--traces DIR] [--out docs/benchmarks.md]
     forescale generate --out TRACE.csv [--days 9] [--seed 7]
+    forescale targets add|list|show|remove|set-mode|discover ...   # see forescale.admin
+    forescale pause --reason TEXT | forescale resume                 # the kill switch
 
 Exit codes: 0 success, 2 bad input (the message names the file and line, or the bad option).
 """
@@ -77,6 +79,10 @@ def _build_parser() -> argparse.ArgumentParser:
     br.add_argument("--only", nargs="+", metavar="TRACE", help="trace names (without .csv)")
     br.add_argument("--out", type=Path, default=None, help="write the markdown table here")
     br.add_argument("--json", type=Path, default=None, help="write the raw results here")
+
+    from forescale.admin import add_parsers as add_admin_parsers
+
+    add_admin_parsers(sub)
 
     gp = sub.add_parser("generate", help="write the built-in workload as a canonical trace")
     gp.add_argument("--out", type=Path, required=True)
@@ -167,6 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_replay(a)
         if a.command == "bench":
             return _cmd_bench(a)
+        if a.command in ("targets", "pause", "resume"):
+            from forescale.admin import main as admin_main
+
+            return admin_main(a)
         return _cmd_generate(a)
     except TraceError as e:
         print(f"forescale {a.command}: {e}", file=sys.stderr)

@@ -157,8 +157,13 @@ class PlanService:
         last_decided = planner.last_decided_at
         if observed_until < step_now:
             history = self.store.load_history(cfg.name, observed_until, step_now, STEP_S)
-            for i, rate in enumerate(history.rates):
-                planner.observe(history.start + i * STEP_S, rate)
+            rates = list(history.rates)
+            skip = 0
+            if planner.policy.history.last_ts is None:
+                # A fresh planner: the minutes before the target's first sample are no history, not missing data.
+                skip = next((i for i, r in enumerate(rates) if r is not None), len(rates))
+            for i in range(skip, len(rates)):
+                planner.observe(history.start + i * STEP_S, rates[i])
         forecast = self.store.get_forecast(cfg.name)
         if forecast is not None and forecast.issued_at > planner.forecast_issued_at:
             planner.use_forecast(forecast)

@@ -1,0 +1,168 @@
+"""The plan service: restored planners decide exactly like an uninterrupted one, once per step."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from forescale.adapters.events import RecordingPublisher
+from forescale.adapters.state import InMemoryStateStore
+from forescale.domain.forecast import Forecast, SeriesHistory
+from forescale.domain.planner import StepInput
+from forescale.replay.workload import generate
+from forescale.runtime.forecast import ForecastService, shard_of
+from forescale.runtime.models import DecisionStatus, DemandSampleDetail, Mode, TargetConfig
+from forescale.runtime.plan import PlanService, build_planner
+
+START = 1_795_392_000  # 2026-11-23 00:00 UTC
+
+
+def lambda_target(name: str = "api", mode: Mode = Mode.ACTIVE, **kw: object) -> TargetConfig:
+    return TargetConfig(name=name, kind="lambda-provisioned", function_name=name, qualifier="live", mode=mode, **kw)  # type: ignore[arg-type]
+
+
+def samples(name: str, rates: Sequence[float | None], start: int = START) -> list[DemandSampleDetail]:
+    return [
+        DemandSampleDetail(target=name, timestamp=start + 60 * i, requests=r * 60)
+        for i, r in enumerate(rates)
+        if r is not None
+    ]
+
+
+class StepForecaster:
+    """A deterministic forecaster: tomorrow looks like the mean of the history, flat."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def forecast(self, histories: Sequence[SeriesHistory], horizon_s: int) -> dict[str, Forecast]:
+        self.calls.append([h.target for h in histories])
+        out = {}
+        for h in histories:
+            seen = [r for r in h.rates if r is not None]
+            mean = sum(seen) / len(seen)
+            steps = horizon_s // h.step_s
+            out[h.target] = Forecast(
+                h.target, h.end, h.end, h.step_s, {0.5: (mean,) * steps, 0.99: (mean * 2,) * steps}, "flat-mean"
+            )
+        return out
+
+
+def test_given_a_day_of_minutes_when_planned_step_by_step_then_decisions_equal_an_uninterrupted_planner() -> None:
+    trace = generate(days=0.3, step_s=60, seed=3, targets=["api-steady"])
+    rates = [r / 60 for r in trace.targets["api-steady"].requests]
+    cfg = lambda_target("api-steady", min_capacity=1, max_capacity=500)
+    store, bus = InMemoryStateStore(), RecordingPublisher()
+    store.put_target(cfg)
+    service = PlanService(store, bus, warmup_s=3600)
+    reference = build_planner(store.get_target("api-steady") or cfg)
+    got, want = [], []
+    for i in range(1, len(rates)):
+        store.put_samples(samples("api-steady", [rates[i - 1]], START + 60 * (i - 1)), ttl_s=86_400)
+        summary = service.plan(["api-steady"], START + 60 * i)
+        got.extend((r.decided_at, r.capacity) for r in summary.records)
+        reference.observe(START + 60 * (i - 1), rates[i - 1])
+        d = reference.decide(StepInput(now=START + 60 * i))
+        if d.changed:
+            want.append((d.decided_at, d.capacity))
+    assert len(want) > 10
+    assert got == want
+    assert [d.decided_at for d in store.list_decisions("api-steady", limit=10_000, newest_first=False)] == [
+        t for t, _ in want
+    ]
+    assert {d for _, d in bus.published} == {d for _, d in bus.published if d.target == "api-steady"}  # type: ignore[attr-defined]
+
+
+def test_given_the_same_step_twice_then_one_decision_and_the_second_run_decides_nothing() -> None:
+    store, bus = InMemoryStateStore(), RecordingPublisher()
+    store.put_target(lambda_target())
+    store.put_samples(samples("api", [50.0] * 30), ttl_s=86_400)
+    first = PlanService(store, bus).plan(["api"], START + 30 * 60)
+    second = PlanService(store, bus).plan(["api"], START + 30 * 60)
+    assert first.decided == 1 and first.changed == 1
+    assert second.decided == 0 and second.duplicates == 1
+    assert len(store.list_decisions("api")) == 1
+    assert len(bus.published) == 1
+
+
+def test_given_missing_samples_then_capacity_never_drops_and_the_reason_says_so() -> None:
+    store, bus = InMemoryStateStore(), RecordingPublisher()
+    store.put_target(lambda_target(min_capacity=2))
+    store.put_samples(samples("api", [80.0] * 60), ttl_s=86_400)
+    service = PlanService(store, bus)
+    service.plan(["api"], START + 60 * 60)
+    before = store.list_decisions("api")[0].capacity
+    # Nothing collected for 20 minutes: every step holds.
+    for k in range(61, 81):
+        service.plan(["api"], START + 60 * k)
+    decisions = store.list_decisions("api", limit=100)
+    assert all(d.capacity >= before for d in decisions)
+    planner_blob, _, observed = store.get_planner("api")
+    assert planner_blob is not None and observed == START + 80 * 60
+
+
+def test_given_dry_run_mode_then_decisions_are_recorded_as_dry_run() -> None:
+    store, bus = InMemoryStateStore(), RecordingPublisher()
+    store.put_target(lambda_target(mode=Mode.DRY_RUN))
+    store.put_samples(samples("api", [50.0] * 10), ttl_s=86_400)
+    PlanService(store, bus).plan(["api"], START + 600)
+    (d,) = store.list_decisions("api")
+    assert d.status is DecisionStatus.DRY_RUN and d.mode is Mode.DRY_RUN
+
+
+def test_given_unknown_targets_then_they_are_reported_not_invented() -> None:
+    store, bus = InMemoryStateStore(), RecordingPublisher()
+    summary = PlanService(store, bus).plan(["ghost"], START)
+    assert summary.unknown_targets == ["ghost"] and not bus.published
+
+
+def test_given_a_corrupt_snapshot_then_the_planner_warms_up_again_from_samples() -> None:
+    store, bus = InMemoryStateStore(), RecordingPublisher()
+    store.put_target(lambda_target())
+    store.put_samples(samples("api", [40.0] * 120), ttl_s=86_400)
+    store.put_planner("api", b"not a snapshot", START, 0)
+    summary = PlanService(store, bus, warmup_s=3600).plan(["api"], START + 120 * 60)
+    assert summary.fresh_planners == 1 and summary.decided == 1
+    assert store.list_decisions("api")[0].capacity > 0
+
+
+class TestForecastService:
+    def setup_method(self) -> None:
+        self.store, self.bus = InMemoryStateStore(), RecordingPublisher()
+        self.store.put_target(lambda_target())
+        self.fc = StepForecaster()
+        self.service = ForecastService(self.store, self.bus, lambda: self.fc)
+
+    def test_given_under_a_day_of_history_then_no_refit(self) -> None:
+        self.store.put_samples(samples("api", [10.0] * 600), ttl_s=86_400)
+        summary = self.service.run(START + 600 * 60)
+        assert summary.too_little_history == ["api"] and not self.fc.calls
+
+    def test_given_a_day_then_refit_once_per_day_and_early_only_on_drift_after_an_hour(self) -> None:
+        self.store.put_samples(samples("api", [10.0] * (2 * 1440)), ttl_s=86_400)
+        day = START + 1440 * 60
+        assert self.service.run(day).refit == ["api"]
+        assert self.store.get_forecast("api") is not None
+        assert self.service.run(day + 300).refit == []  # not due
+        self.store.request_refit("api", day + 600)
+        assert self.service.run(day + 1200).on_drift == []  # drift, but within the hour
+        assert self.service.run(day + 3600).on_drift == ["api"]
+        assert self.store.forecast_meta("api")[1] is None  # a new forecast clears the request
+        assert len(self.fc.calls) == 2
+        (kind, detail), *_ = self.bus.published
+        assert kind == "forescale.ForecastReady" and detail.targets == ("api",)  # type: ignore[attr-defined]
+
+    def test_given_a_history_with_a_leading_gap_then_the_forecaster_sees_it_from_the_first_sample(self) -> None:
+        self.store.put_samples(samples("api", [None] * 300 + [10.0] * 1500), ttl_s=86_400)
+        self.service.run(START + 1800 * 60)
+        assert self.fc.calls == [["api"]]
+        assert self.store.get_forecast("api").start == START + 1800 * 60  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("count", [1, 3, 16])
+def test_shards_partition_the_targets(count: int) -> None:
+    names = [f"t{i}" for i in range(200)]
+    shards = [[n for n in names if shard_of(n, count) == s] for s in range(count)]
+    assert sorted(sum(shards, [])) == sorted(names)
+    assert all(shards) or count > 100
