@@ -76,7 +76,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "models": summary.models,
         }
 
-    result = lambda_support.once(settings, "forecast", event_id, run)
+    result = lambda_support.once(settings, "forecast", event_id, run, context)
     metrics.add_metric(name="Refits", unit=MetricUnit.Count, value=result["refit"] + result["refit_on_drift"])
     logger.info("forecast cycle", extra={k: v for k, v in result.items() if k != "models"})
     return result

@@ -53,7 +53,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "decisions": [r.decision_id for r in summary.records],
         }
 
-    result = lambda_support.once(settings, "plan", parsed.id, run)
+    result = lambda_support.once(settings, "plan", parsed.id, run, context)
     metrics.add_metric(name="Decisions", unit=MetricUnit.Count, value=result["decided"])
     metrics.add_metric(name="CapacityChanges", unit=MetricUnit.Count, value=result["changed"])
     logger.info("planned", extra=result)

@@ -42,7 +42,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             summary = service.on_demand_above([parsed.detail])
         return {"scaled_out": summary.scaled_out, "unchanged": summary.unchanged, "ignored": summary.ignored}
 
-    result = lambda_support.once(settings, "react", parsed.id, run)
+    result = lambda_support.once(settings, "react", parsed.id, run, context)
     metrics.add_metric(name="ReactScaleOuts", unit=MetricUnit.Count, value=len(result["scaled_out"]))
     logger.info("reacted", extra=result)
     return result

@@ -26,7 +26,8 @@ from typing import Any
 
 Handler = Callable[[dict[str, Any], Any], Any]
 LOCAL_ACCOUNT = "123456789012"
-FUNCTIONS_DIR = Path(__file__).resolve().parents[4] / "functions"
+# The checkout's functions/ (the project is installed editable by uv; the handlers are not in the wheel).
+FUNCTIONS_DIR = Path(__file__).resolve().parents[5] / "functions"
 
 
 @dataclass

@@ -51,7 +51,9 @@ def publisher(settings: FunctionSettings) -> EventPublisher:
     return EventPublisher(client("events"), settings.EVENT_BUS_NAME)
 
 
-def once(settings: FunctionSettings, function: str, event_id: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def once(
+    settings: FunctionSettings, function: str, event_id: str, run: Callable[[], dict[str, Any]], context: Any = None
+) -> dict[str, Any]:
     """Run `run` once per event id: a redelivered event returns the first run's result without running.
 
     Records live in the forescale table under `PK = idempotency#<function>`, with the table's TTL.
@@ -65,6 +67,8 @@ def once(settings: FunctionSettings, function: str, event_id: str, run: Callable
             boto3_client=client("dynamodb"),
         )
     config = IdempotencyConfig(event_key_jmespath="id", expires_after_seconds=IDEMPOTENCY_TTL_S)
+    if context is not None:
+        config.register_lambda_context(context)  # an in-progress record then expires with the invocation
 
     def _run(event: dict[str, str]) -> dict[str, Any]:
         return run()

@@ -1,0 +1,179 @@
+"""plan, forecast and react through their real handlers on moto, routed like EventBridge would."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from forescale.local.environment import LocalEnvironment, environment_variables, function_env, provision
+from forescale.local.router import LambdaContextStub, load_handler, scheduled_event
+from forescale.runtime.models import DecisionStatus, DemandSampleDetail, Mode, TargetConfig
+from tests.conftest import EVENTS
+
+START = 1_795_392_000  # 2026-11-23 00:00 UTC
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalEnvironment]:
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws(), environment_variables(function_env("forescale", "forescale")):
+        env = provision(functions=("plan", "react"))
+        made: list[dict[str, Any]] = []
+        env.router.subscribe("spy", ("forescale.DecisionMade", "forescale.ForecastReady"), lambda e, c: made.append(e))
+        env.decisions_made = made  # type: ignore[attr-defined]
+        yield env
+
+
+def register(env: LocalEnvironment, name: str = "checkout-api", **kw: Any) -> TargetConfig:
+    cfg = TargetConfig(
+        name=name,
+        kind="lambda-provisioned",
+        function_name=name,
+        qualifier="live",  # type: ignore[arg-type]
+        mode=Mode.ACTIVE,
+        **kw,
+    )
+    return env.store.put_target(cfg)
+
+
+def put_minutes(env: LocalEnvironment, name: str, rates: list[float], start: int = START) -> None:
+    env.store.put_samples(
+        [DemandSampleDetail(target=name, timestamp=start + 60 * i, requests=r * 60) for i, r in enumerate(rates)],
+        ttl_s=86_400,
+    )
+
+
+def samples_collected(period_start: int, targets: list[str], event_id: str = "e1") -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / "samples-collected.json").read_text())
+    event["id"] = event_id
+    event["detail"] = {"period_start": period_start, "targets": targets, "missing": []}
+    return event
+
+
+def table_items(env: LocalEnvironment) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = env.clients["dynamodb"].scan(TableName=env.table)["Items"]
+    return items
+
+
+def test_given_samples_when_plan_runs_then_a_decision_is_stored_explained_and_announced(aws: LocalEnvironment) -> None:
+    register(aws)
+    put_minutes(aws, "checkout-api", [120.0] * 30)
+    aws.router.send(samples_collected(START + 29 * 60, ["checkout-api"]))
+    (delivery, *_) = aws.router.drain()
+    assert delivery.ok and delivery.result["changed"] == 1
+    (record,) = aws.store.list_decisions("checkout-api")
+    assert record.status is DecisionStatus.PENDING and record.capacity >= 12  # 120 req/s x 0.1 s = 12 busy
+    assert "120 req/s" in record.reason  # the reason names the demand it sized for
+    made = aws.decisions_made  # type: ignore[attr-defined]
+    assert [e["detail"]["decision_id"] for e in made] == [record.decision_id]
+    blob, version, observed = aws.store.get_planner("checkout-api")
+    assert blob and version == 1 and observed == START + 30 * 60
+
+
+def test_given_a_redelivered_event_then_nothing_is_decided_twice(aws: LocalEnvironment) -> None:
+    register(aws)
+    put_minutes(aws, "checkout-api", [120.0] * 30)
+    event = samples_collected(START + 29 * 60, ["checkout-api"], event_id="same")
+    aws.router.send(event)
+    aws.router.send(copy.deepcopy(event))  # EventBridge is at-least-once
+    aws.router.send(samples_collected(START + 29 * 60, ["checkout-api"], event_id="other-copy"))
+    deliveries = [d for d in aws.router.drain() if d.function == "plan"]
+    assert [d.ok for d in deliveries] == [True, True, True]
+    assert deliveries[0].result == deliveries[1].result  # Powertools Idempotency replayed the first result
+    assert deliveries[2].result["decided"] == 0 and deliveries[2].result["duplicates"] == 1
+    assert len(aws.store.list_decisions("checkout-api")) == 1
+    assert len(aws.decisions_made) == 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "needle"),
+    [
+        (lambda e: e["detail"].pop("targets"), "detail.targets: Field required"),
+        (lambda e: e.update({"detail-type": "forescale.Surprise"}), "not handled here"),
+        (lambda e: e["detail"].update(targets=["x"] * 1001), "detail.targets"),
+        (lambda e: e["detail"].update(period_start="yesterday"), "detail.period_start"),
+    ],
+)
+def test_given_a_bad_event_then_it_lands_in_the_dlq_with_the_reason_and_state_is_untouched(
+    aws: LocalEnvironment, mutate: Any, needle: str
+) -> None:
+    register(aws)
+    put_minutes(aws, "checkout-api", [10.0] * 5)
+    before = table_items(aws)
+    event = samples_collected(START + 4 * 60, ["checkout-api"], event_id="bad")
+    mutate(event)
+    event["detail-type"] = event["detail-type"] if needle != "not handled here" else event["detail-type"]
+    plan = load_handler("plan")
+    aws.router.subscriptions = [s for s in aws.router.subscriptions if s.function != "plan"]
+    aws.router.subscribe("plan", (event["detail-type"],), plan, aws.dlqs["plan"])
+    aws.router.send(event)
+    (delivery,) = [d for d in aws.router.drain() if d.function == "plan"]
+    assert not delivery.ok and delivery.attempts == 3
+    (message,) = aws.dlq_messages("plan")
+    assert json.loads(message["Body"])["id"] == "bad"
+    assert needle in message["MessageAttributes"]["ErrorMessage"]["StringValue"]
+    assert message["MessageAttributes"]["ErrorCode"]["StringValue"] == "EventError"
+    assert table_items(aws) == before
+
+
+def test_given_a_forescale_alarm_then_react_scales_out_at_once_and_asks_for_a_refit(aws: LocalEnvironment) -> None:
+    register(aws, min_capacity=1)
+    put_minutes(aws, "checkout-api", [20.0] * 30)
+    aws.router.send(samples_collected(START + 29 * 60, ["checkout-api"]))
+    aws.router.drain()
+    before = aws.store.list_decisions("checkout-api")[0].capacity
+    alarm = json.loads((EVENTS / "alarm-state-change.json").read_text())
+    alarm["time"] = "2026-11-23T00:30:20Z"
+    aws.router.send(alarm)
+    (delivery,) = [d for d in aws.router.drain() if d.function == "react"]
+    assert delivery.ok and delivery.result["scaled_out"] == ["checkout-api"]
+    latest = aws.store.list_decisions("checkout-api")[0]
+    assert latest.capacity > before and "forescale-checkout-api--spillover" in latest.reason
+    assert latest.inputs["trigger"] == "react"
+    assert aws.store.forecast_meta("checkout-api")[1] is not None
+
+
+def test_given_an_ok_alarm_or_someone_elses_alarm_then_react_ignores_it(aws: LocalEnvironment) -> None:
+    register(aws)
+    ok = json.loads((EVENTS / "alarm-state-change.json").read_text())
+    ok["detail"]["state"]["value"] = "OK"
+    foreign = json.loads((EVENTS / "alarm-state-change.json").read_text())
+    foreign["id"] = "foreign"
+    foreign["detail"]["alarmName"] = "payments-p99-latency"
+    aws.router.send(ok)
+    aws.router.send(foreign)
+    results = [d.result for d in aws.router.drain() if d.function == "react"]
+    assert [r["scaled_out"] for r in results] == [[], []]
+    assert aws.store.list_decisions("checkout-api") == []
+
+
+@pytest.mark.slow
+def test_given_a_day_of_samples_when_forecast_runs_then_statsforecast_forecasts_and_plan_uses_it(
+    aws: LocalEnvironment,
+) -> None:
+    register(aws)
+    rates = [50.0 + 40.0 * ((i // 60) % 24 >= 8) for i in range(1500)]
+    put_minutes(aws, "checkout-api", rates)
+    forecast = load_handler("forecast")
+    result = forecast(scheduled_event(START + 1500 * 60, "forescale-forecast"), LambdaContextStub("forecast"))
+    assert result["refit"] == 1 and result["models"]["checkout-api"]
+    stored = aws.store.get_forecast("checkout-api")
+    assert stored is not None and stored.issued_at == START + 1500 * 60 and stored.covers(START + 1500 * 60)
+    (ready,) = [d for d in aws.router.drain() if d.detail_type == "forescale.ForecastReady" and d.function == "plan"]
+    assert ready.ok
+    blob, _, _ = aws.store.get_planner("checkout-api")
+    assert blob is not None
+    again = forecast(scheduled_event(START + 1505 * 60, "forescale-forecast"), LambdaContextStub("forecast"))
+    assert again["refit"] == 0  # refit rarely: not due for a day
