@@ -7,7 +7,6 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from moto import mock_aws
 
@@ -114,7 +113,6 @@ def test_given_a_bad_event_then_it_lands_in_the_dlq_with_the_reason_and_state_is
     before = table_items(aws)
     event = samples_collected(START + 4 * 60, ["checkout-api"], event_id="bad")
     mutate(event)
-    event["detail-type"] = event["detail-type"] if needle != "not handled here" else event["detail-type"]
     plan = load_handler("plan")
     aws.router.subscriptions = [s for s in aws.router.subscriptions if s.function != "plan"]
     aws.router.subscribe("plan", (event["detail-type"],), plan, aws.dlqs["plan"])
