@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -59,6 +60,7 @@ def load_handler(name: str, functions_dir: Path = FUNCTIONS_DIR) -> Handler:
     spec = importlib.util.spec_from_file_location(f"forescale_function_{name}", path)
     assert spec is not None and spec.loader is not None
     module: ModuleType = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pydantic look their module up while it executes
     spec.loader.exec_module(module)
     handler: Handler = module.handler
     return handler
