@@ -79,7 +79,11 @@ def provision(
     function environment set (see `function_env`).
     """
     lambda_support.reset()
-    clients = {s: boto3.client(s, region_name=region) for s in ("dynamodb", "events", "sqs")}  # type: ignore[call-overload]
+    clients: dict[str, Any] = {
+        "dynamodb": boto3.client("dynamodb", region_name=region),
+        "events": boto3.client("events", region_name=region),
+        "sqs": boto3.client("sqs", region_name=region),
+    }
     db = clients["dynamodb"]
     db.create_table(**table_definition(table))
     db.update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"})

@@ -1,27 +1,24 @@
 """What every handler shares: boto3 clients built once per process, the state store, the event
 publisher, and Powertools Idempotency keyed on the EventBridge event id.
 
-Clients are created lazily on first use (not at import), so a handler's cold import stays light and
-tests can point them at moto by setting the environment before the first call, or reset them with
-`reset()`.
+boto3 and Powertools Idempotency are imported, and clients created, on first use rather than at
+import: boto3 alone is most of a light handler's import time. The cost moves to the first
+invocation (measured by tests/bench/handler_import.py). Tests point the clients at moto by setting
+the environment before the first call, or reset them with `reset()`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
-
-import boto3
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
+from typing import TYPE_CHECKING, Any
 
 from forescale.adapters.events import EventPublisher
 from forescale.adapters.state import DynamoStateStore
 from forescale.runtime.settings import FunctionSettings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 IDEMPOTENCY_TTL_S = 3600  # EventBridge redelivers within its 24 h retry window; an hour covers its retries
 
@@ -32,6 +29,8 @@ _persistence: dict[str, DynamoDBPersistenceLayer] = {}
 def client(service: str) -> Any:
     """A boto3 client for `service`, one per process (Lambda reuses it across warm invocations)."""
     if service not in _clients:
+        import boto3  # imported on first use: it is most of a light handler's cold import otherwise
+
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         _clients[service] = boto3.client(service, region_name=region)  # type: ignore[call-overload]
     return _clients[service]
@@ -58,6 +57,12 @@ def once(
 
     Records live in the forescale table under `PK = idempotency#<function>`, with the table's TTL.
     """
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
+
     if function not in _persistence:
         _persistence[function] = DynamoDBPersistenceLayer(
             table_name=settings.TABLE_NAME,
