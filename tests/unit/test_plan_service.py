@@ -166,3 +166,63 @@ def test_shards_partition_the_targets(count: int) -> None:
     shards = [[n for n in names if shard_of(n, count) == s] for s in range(count)]
     assert sorted(n for shard in shards for n in shard) == sorted(names)
     assert all(shards)
+
+
+def test_given_the_same_workload_then_the_runtime_path_decides_exactly_what_replay_decides() -> None:
+    """forecast + plan services over the stored samples == `forescale replay` (one code path)."""
+    from forescale.replay.engine import ReplayConfig, replay
+
+    trace = generate(days=1.15, step_s=60, seed=9, targets=["api-steady", "gpu-endpoint"])
+    replayed = replay(trace, ReplayConfig(forecaster=StepForecaster()))
+    want = [(r.decided_at, r.target, r.capacity, r.instance_type) for r in replayed.rows]
+
+    store, bus = InMemoryStateStore(), RecordingPublisher()
+    for name, tt in trace.targets.items():
+        t = tt.to_target()
+        kind = t.kind.value
+        extra: dict[str, object] = (
+            {"function_name": name, "qualifier": "live"}
+            if t.is_lambda
+            else {
+                "endpoint_name": name,
+                "variant_name": "AllTraffic",
+                "catalog": [
+                    {"name": c.name, "price_per_hour": c.price_per_hour, "capacity_rps": c.capacity_rps}
+                    for c in t.catalog
+                ],
+                "instance_type": t.instance_type,
+            }
+        )
+        store.put_target(
+            TargetConfig(
+                name=name,
+                kind=kind,
+                min_capacity=t.min_capacity,
+                max_capacity=t.max_capacity,  # type: ignore[arg-type]
+                slo_miss=t.slo_miss,
+                duration_s=t.duration_s,
+                memory_mb=t.memory_mb,
+                guardrails={"stabilisation_window_s": 0},
+                **extra,
+            )
+        )  # type: ignore[arg-type]
+    forecasts = ForecastService(store, bus, StepForecaster)
+    plans = PlanService(store, bus)
+    gaps = trace.gap_flags()
+    got = []
+    names = sorted(trace.targets)
+    for i in range(trace.steps):
+        now = trace.time(i)
+        if i:
+            store.put_samples(
+                [
+                    DemandSampleDetail(target=n, timestamp=trace.time(i - 1), requests=trace.targets[n].requests[i - 1])
+                    for n in names
+                    if not gaps[i - 1]
+                ],
+                ttl_s=86_400,
+            )
+        forecasts.run(now)  # replay refits before it decides, so the runtime does too
+        got.extend((r.decided_at, r.target, r.capacity, r.instance_type) for r in plans.plan(names, now).records)
+    assert replayed.forecasts >= 1 and len(want) > 10
+    assert sorted(got) == sorted(want)

@@ -123,6 +123,7 @@ class PlanService:
         self.store = store
         self.publisher = publisher
         self.warmup_s = warmup_s
+        self._forecasts: dict[str, Forecast] = {}
 
     def plan(self, targets: Sequence[str], now: int, reason: str = "samples") -> PlanSummary:
         """Decide the step starting at the minute containing `now` for each named target."""
@@ -150,6 +151,19 @@ class PlanService:
         summary.fresh_planners += int(fresh)
         return planner, version, observed_until
 
+    def _forecast(self, name: str) -> Forecast | None:
+        """The stored forecast, decoded once per process per issue (a warm Lambda reuses it)."""
+        issued, _ = self.store.forecast_meta(name)
+        if issued is None:
+            return None
+        cached = self._forecasts.get(name)
+        if cached is not None and cached.issued_at == issued:
+            return cached
+        forecast = self.store.get_forecast(name)
+        if forecast is not None:
+            self._forecasts[name] = forecast
+        return forecast
+
     def _plan_one(
         self, cfg: TargetConfig, step_now: int, reason: str, summary: PlanSummary
     ) -> DecisionMadeDetail | None:
@@ -164,10 +178,13 @@ class PlanService:
                 skip = next((i for i, r in enumerate(rates) if r is not None), len(rates))
             for i in range(skip, len(rates)):
                 planner.observe(history.start + i * STEP_S, rates[i])
-        forecast = self.store.get_forecast(cfg.name)
-        if forecast is not None and forecast.issued_at > planner.forecast_issued_at:
-            planner.use_forecast(forecast)
-            summary.forecasts_loaded += 1
+        forecast = self._forecast(cfg.name)
+        if forecast is not None:
+            if forecast.issued_at > planner.forecast_issued_at:
+                planner.use_forecast(forecast)
+                summary.forecasts_loaded += 1
+            else:
+                planner.policy.use_forecast(forecast)  # the one it was using: snapshots do not carry forecasts
         if last_decided is not None and last_decided >= step_now:
             # This step is decided already (a ForecastReady after SamplesCollected, or a redelivery):
             # keep the new forecast for the next step, decide nothing twice.
