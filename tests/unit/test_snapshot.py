@@ -34,7 +34,12 @@ def test_given_a_planner_restored_every_step_then_it_decides_exactly_like_one_th
             restored.observe(trace.time(i - 1), rate)
         a = live.decide(StepInput(now=trace.time(i)))
         b = restored.decide(StepInput(now=trace.time(i)))
-        assert (a.capacity, a.instance_type, a.reason, a.shaped_by) == (b.capacity, b.instance_type, b.reason, b.shaped_by)
+        assert (a.capacity, a.instance_type, a.reason, a.shaped_by) == (
+            b.capacity,
+            b.instance_type,
+            b.reason,
+            b.shaped_by,
+        )
         blob = snapshot.dump(restored)
 
 
