@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
 HOUR_S = 3600
+MAX_FIELDS_PER_UPDATE = 150  # keeps an UpdateExpression well under DynamoDB's 4 KB expression limit
 DECISION_TTL_S = 400 * 86_400
 SAMPLE_FIELDS = {
     "r": "rate_rps",
@@ -258,6 +259,8 @@ def _history_from_minutes(name: str, start: int, end: int, step_s: int, minutes:
         raise ValueError(f"step_s must be a multiple of 60, got {step_s}")
     start -= start % step_s
     rates: list[float | None] = []
+    if step_s == 60:  # the common case, without a list per step
+        return SeriesHistory(target=name, start=start, step_s=60, rates=[minutes.get(t) for t in range(start, end, 60)])
     for t in range(start, end, step_s):
         vals = [minutes[m] for m in range(t, t + step_s, 60) if m in minutes]
         # A partly missing step averages the minutes it has: missing minutes are not zero demand.
@@ -379,19 +382,25 @@ class DynamoStateStore(StateStore):
 
     # -- samples
     def put_samples(self, samples: Sequence[DemandSampleDetail], ttl_s: int) -> None:
-        for s in samples:
-            hour, mm = _minute_slot(s.timestamp)
-            vals = _sample_values(s)
-            names = {f"#{k}": f"{k}{mm}" for k in vals}
-            expr = "SET " + ", ".join(f"#{k} = :{k}" for k in vals) + ", expiration = :e"
-            attr_values = {f":{k}": v for k, v in vals.items()} | {":e": hour + HOUR_S + ttl_s}
-            self._db.update_item(
-                TableName=self._table,
-                Key=_item({"PK": f"TARGET#{s.target}", "SK": f"SAMPLES#{hour:010d}"}),
-                UpdateExpression=expr,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=_item(attr_values),
-            )
+        # One UpdateItem per target-hour (up to MAX_FIELDS_PER_UPDATE attributes), not per minute.
+        per_item: dict[tuple[str, int], dict[str, float]] = {}
+        for smp in samples:
+            hour, mm = _minute_slot(smp.timestamp)
+            fields = per_item.setdefault((smp.target, hour), {})
+            fields.update({f"{k}{mm}": v for k, v in _sample_values(smp).items()})
+        for (target, hour), fields in per_item.items():
+            names = sorted(fields)
+            for i in range(0, len(names), MAX_FIELDS_PER_UPDATE):
+                chunk = names[i : i + MAX_FIELDS_PER_UPDATE]
+                expr = "SET " + ", ".join(f"#{n} = :{n}" for n in chunk) + ", expiration = :e"
+                values = {f":{n}": fields[n] for n in chunk} | {":e": hour + HOUR_S + ttl_s}
+                self._db.update_item(
+                    TableName=self._table,
+                    Key=_item({"PK": f"TARGET#{target}", "SK": f"SAMPLES#{hour:010d}"}),
+                    UpdateExpression=expr,
+                    ExpressionAttributeNames={f"#{n}": n for n in chunk},
+                    ExpressionAttributeValues=_item(values),
+                )
 
     def _minutes(self, name: str, short: str, start: int, end: int) -> dict[int, float]:
         first = start - start % HOUR_S
@@ -600,7 +609,8 @@ class InMemoryStateStore(StateStore):
 
     def load_history(self, name: str, start: int, end: int, step_s: int = 60) -> SeriesHistory:
         rows = self.samples.get(name, {})
-        minutes = {t: v["r"] for t, v in rows.items() if start - start % step_s <= t < end}
+        first = start - start % step_s
+        minutes = {t: rows[t]["r"] for t in range(first - first % 60, end, 60) if t in rows}
         return _history_from_minutes(name, start, end, step_s, minutes)
 
     def load_metric(self, name: str, field: str, start: int, end: int) -> list[float | None]:

@@ -57,6 +57,7 @@ class ForecastService:
         self.publisher = publisher
         self._make_forecaster = forecaster
         self._forecaster: Forecaster | None = None
+        self._first_sample: dict[str, int] = {}  # per process: when a young target's history began
         self.history_days = history_days
         self.horizon_s = horizon_s
         self.refit_every_s = refit_every_s
@@ -113,9 +114,14 @@ class ForecastService:
 
     def _history(self, name: str, step_now: int) -> SeriesHistory | None:
         """The stored history before `step_now`, from its first sample; None if under `min_history_s`."""
+        first_seen = self._first_sample.get(name)
+        if first_seen is not None and step_now - first_seen < self.min_history_s:
+            return None  # known young target: skip the read until it can have enough history
         start = step_now - self.history_days * DAY_S
         h = self.store.load_history(name, start, step_now, STEP_S)
         first = next((i for i, r in enumerate(h.rates) if r is not None), None)
+        if first is not None and first > 0:
+            self._first_sample[name] = h.start + first * STEP_S
         if first is None or (len(h.rates) - first) * STEP_S < self.min_history_s:
             return None
         return SeriesHistory(name, h.start + first * STEP_S, STEP_S, h.rates[first:])

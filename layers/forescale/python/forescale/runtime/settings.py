@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
@@ -32,7 +32,10 @@ class FunctionSettings(BaseModel):
 
 class CollectSettings(FunctionSettings):
     SAMPLE_TTL_DAYS: PositiveInt = 15
+    DETAIL_EVERY_MINUTES: PositiveInt = 15  # duration/concurrency/latency/GPU per target every N minutes
     METRIC_DELAY_S: int = Field(default=120, ge=0, description="CloudWatch publishes a minute late; read this far back")
+    TAG_DISCOVERY: bool = False  # also manage resources tagged forescale:managed=true (Resource Groups Tagging API)
+    DEFAULT_MODE: Literal["dry-run", "active"] = "dry-run"  # mode of a target registered by tag discovery
 
 
 class ForecastSettings(FunctionSettings):
