@@ -179,8 +179,9 @@ class PlanService:
             for i in range(skip, len(rates)):
                 planner.observe(history.start + i * STEP_S, rates[i])
         forecast = self._forecast(cfg.name)
+        new_forecast = forecast is not None and forecast.issued_at > planner.forecast_issued_at
         if forecast is not None:
-            if forecast.issued_at > planner.forecast_issued_at:
+            if new_forecast:
                 planner.use_forecast(forecast)
                 summary.forecasts_loaded += 1
             else:
@@ -189,7 +190,8 @@ class PlanService:
             # This step is decided already (a ForecastReady after SamplesCollected, or a redelivery):
             # keep the new forecast for the next step, decide nothing twice.
             summary.duplicates += 1
-            self.store.put_planner(cfg.name, snapshot.dump(planner), step_now, version)
+            if new_forecast:
+                self.store.put_planner(cfg.name, snapshot.dump(planner), step_now, version)
             return None
         state = self.store.get_state(cfg.name)
         asked_before = planner.refit_requested
