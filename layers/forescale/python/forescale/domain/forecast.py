@@ -63,6 +63,18 @@ class Forecast:
         return path[(ts - self.start) // self.step_s]
 
 
+UPPER_BAND_QUANTILE = 0.99
+
+
+def upper_band(forecast: Forecast, ts: int) -> float | None:
+    """The forecast's upper rate (requests/s) at `ts`: quantile 0.99 if present, else the highest.
+
+    Demand above it is a surprise: collect announces it (DemandAboveForecast) and react scales out.
+    """
+    q = UPPER_BAND_QUANTILE if UPPER_BAND_QUANTILE in forecast.quantiles else max(forecast.quantiles)
+    return forecast.rate_at(ts, q)
+
+
 @dataclass(frozen=True, slots=True)
 class SeriesHistory:
     """Observed request rates for one target on a fixed grid; None marks a missing sample."""

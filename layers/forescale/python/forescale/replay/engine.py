@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from forescale.domain.decision import Decision
-from forescale.domain.forecast import Forecaster, SeriesHistory
+from forescale.domain.forecast import Forecast, Forecaster, SeriesHistory, upper_band
 from forescale.domain.guardrails import GuardrailSettings
 from forescale.domain.planner import Planner, StepInput
 from forescale.domain.policies import DAY_S, make_policy
@@ -43,6 +43,14 @@ class ReplayConfig:
     max_history_days: int = 28
     forecaster: Forecaster | None = None
     keep_decisions: bool = False
+    # The deployed path's extras, so replay can reproduce a run of the real pipeline exactly:
+    # - `start_at`: decide only from this epoch second on (a target registered then); the planner
+    #   is warmed up on the `warmup_s` before it, as the plan Lambda warms a fresh planner up from samples;
+    # - `react`: after each step, demand above the forecast's upper band (q0.99) triggers the react
+    #   path one second after the step starts, as collect's DemandAboveForecast does.
+    start_at: int | None = None
+    warmup_s: int = DAY_S
+    react: bool = False
 
 
 @dataclass(slots=True)
@@ -101,14 +109,26 @@ def replay(trace: Trace, config: ReplayConfig | None = None) -> ReplayResult:
             if cfg.keep_decisions:
                 kept.append(d)
 
+    observe_from = -(10**12) if cfg.start_at is None else cfg.start_at - cfg.warmup_s
+    deciding_from = -(10**12) if cfg.start_at is None else cfg.start_at
+    surprises: list[tuple[str, float, float]] = []
     for i in range(trace.steps):
         now = trace.time(i)
+        surprises.clear()
         if i > 0:
             ts = trace.time(i - 1)
             for name, planner in planners.items():
                 rate = None if gaps[i - 1] else requests[name][i - 1] / step
-                planner.observe(ts, rate)
                 history[name].append(rate)
+                if ts < observe_from or (rate is None and planner.policy.history.last_ts is None):
+                    continue  # before the target was watched: no history, not missing data
+                if cfg.react and now > deciding_from and rate is not None:
+                    upper = _upper_band(planner.policy, ts)
+                    if upper is not None and rate > upper:
+                        surprises.append((name, rate, upper))
+                planner.observe(ts, rate)
+        if now < deciding_from:
+            continue
         if forecaster is not None and i >= min_hist_steps:
             due = now - last_fit >= cfg.refit_every_s
             if due:
@@ -139,6 +159,11 @@ def replay(trace: Trace, config: ReplayConfig | None = None) -> ReplayResult:
         for name, planner in planners.items():
             applied, _ = actuation[name].at(now)
             _keep(planner.decide(StepInput(now=now, applied=applied)), now, name)
+        for name, rate, upper in surprises:
+            at = now + 1  # react decides just after the step decision, never on its key
+            applied, _ = actuation[name].at(at)
+            why = f"demand {rate:.3g} req/s beat the forecast's upper band {upper:.3g} req/s"
+            _keep(planners[name].react(StepInput(now=at, applied=applied), rate, why), at, name)
         # Pre-scale points inside this step: one lead time before the next step starts.
         if i + 1 < trace.steps:
             inside = sorted(
@@ -160,6 +185,12 @@ def replay(trace: Trace, config: ReplayConfig | None = None) -> ReplayResult:
         forecast_s=forecast_s,
         models=models,
     )
+
+
+def _upper_band(policy: object, ts: int) -> float | None:
+    """The band collect compares demand with, from the forecast the policy is using."""
+    forecast: Forecast | None = getattr(policy, "forecast", None)
+    return None if forecast is None else upper_band(forecast, ts)
 
 
 def write_decisions(rows: list[DecisionRow], path: str) -> None:

@@ -49,8 +49,8 @@ from dataclasses import dataclass
 
 from forescale.adapters.cloudwatch import Family, MetricsReader, MetricsWindow, TargetSeries
 from forescale.adapters.events import EventPublisher
-from forescale.adapters.state import StateStore
-from forescale.domain.forecast import Forecast
+from forescale.adapters.state import ForecastCache, StateStore
+from forescale.domain.forecast import upper_band
 from forescale.runtime.models import (
     DemandAboveForecastDetail,
     DemandSampleDetail,
@@ -173,12 +173,6 @@ def samples_for(
     return samples, missing, quiet
 
 
-def upper_band(forecast: Forecast, ts: int) -> float | None:
-    """The forecast's upper rate (requests/s) at `ts`: quantile 0.99 if stored, else the highest one."""
-    q = UPPER_QUANTILE if UPPER_QUANTILE in forecast.quantiles else max(forecast.quantiles)
-    return forecast.rate_at(ts, q)
-
-
 def chunk_collected(
     period_start: int, names: Sequence[str], missing: set[str], budget_bytes: int = DETAIL_BUDGET_BYTES
 ) -> list[SamplesCollectedDetail]:
@@ -230,6 +224,7 @@ class CollectService:
         self.sample_ttl_s = sample_ttl_s
         self.metric_delay_s = metric_delay_s
         self.reread_minutes = reread_minutes
+        self._forecasts = ForecastCache(store)
         self._written: dict[tuple[str, int], DemandSampleDetail] = {}  # (target, minute) → last sample written
 
     def window(self, now: int) -> tuple[int, int]:
@@ -334,7 +329,7 @@ class CollectService:
         for sample in newest:
             if sample.rate_rps <= 0:
                 continue  # nothing can exceed a band from zero; spare the forecast read
-            forecast = self.store.get_forecast(sample.target)
+            forecast = self._forecasts.get(sample.target)
             if forecast is None:
                 continue
             upper = upper_band(forecast, sample.timestamp)

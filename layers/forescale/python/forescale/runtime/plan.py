@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from forescale.adapters.events import EventPublisher
-from forescale.adapters.state import ConflictError, StateStore
+from forescale.adapters.state import ConflictError, ForecastCache, StateStore
 from forescale.domain import snapshot
 from forescale.domain.decision import Decision
 from forescale.domain.forecast import Forecast
@@ -123,7 +123,7 @@ class PlanService:
         self.store = store
         self.publisher = publisher
         self.warmup_s = warmup_s
-        self._forecasts: dict[str, Forecast] = {}
+        self._forecasts = ForecastCache(store)
 
     def plan(self, targets: Sequence[str], now: int, reason: str = "samples") -> PlanSummary:
         """Decide the step starting at the minute containing `now` for each named target."""
@@ -151,19 +151,6 @@ class PlanService:
         summary.fresh_planners += int(fresh)
         return planner, version, observed_until
 
-    def _forecast(self, name: str) -> Forecast | None:
-        """The stored forecast, decoded once per process per issue (a warm Lambda reuses it)."""
-        issued, _ = self.store.forecast_meta(name)
-        if issued is None:
-            return None
-        cached = self._forecasts.get(name)
-        if cached is not None and cached.issued_at == issued:
-            return cached
-        forecast = self.store.get_forecast(name)
-        if forecast is not None:
-            self._forecasts[name] = forecast
-        return forecast
-
     def _plan_one(
         self, cfg: TargetConfig, step_now: int, reason: str, summary: PlanSummary
     ) -> DecisionMadeDetail | None:
@@ -178,7 +165,7 @@ class PlanService:
                 skip = next((i for i, r in enumerate(rates) if r is not None), len(rates))
             for i in range(skip, len(rates)):
                 planner.observe(history.start + i * STEP_S, rates[i])
-        forecast = self._forecast(cfg.name)
+        forecast = self._forecasts.get(cfg.name)
         new_forecast = forecast is not None and forecast.issued_at > planner.forecast_issued_at
         if forecast is not None:
             if new_forecast:
