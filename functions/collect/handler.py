@@ -58,6 +58,7 @@ def build_service(settings: CollectSettings, clients: CollectClients | None = No
         publisher=EventPublisher(c.events, settings.EVENT_BUS_NAME),
         sample_ttl_s=settings.SAMPLE_TTL_DAYS * 86_400,
         metric_delay_s=settings.METRIC_DELAY_S,
+        reread_minutes=settings.REREAD_MINUTES,
     )
 
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 IDEMPOTENCY_TTL_S = 3600  # EventBridge redelivers within its 24 h retry window; an hour covers its retries
 
 _clients: dict[str, Any] = {}
+_clock: Callable[[], float] | None = None  # None: wall time; the local demo sets its simulated clock
 _persistence: dict[str, DynamoDBPersistenceLayer] = {}
 
 
@@ -34,6 +35,19 @@ def client(service: str) -> Any:
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         _clients[service] = boto3.client(service, region_name=region)  # type: ignore[call-overload]
     return _clients[service]
+
+
+def now() -> int:
+    """Epoch seconds for handlers that act on "now" rather than on an event's own time."""
+    import time
+
+    return int(_clock() if _clock is not None else time.time())
+
+
+def set_clock(clock: Callable[[], float] | None) -> None:
+    """Local runs only: drive `now()` from a simulated clock (None restores wall time)."""
+    global _clock  # noqa: PLW0603 - one process-wide clock, like the cached clients
+    _clock = clock
 
 
 def reset() -> None:

@@ -33,6 +33,7 @@ class FunctionSettings(BaseModel):
 class CollectSettings(FunctionSettings):
     SAMPLE_TTL_DAYS: PositiveInt = 15
     DETAIL_EVERY_MINUTES: PositiveInt = 15  # duration/concurrency/latency/GPU per target every N minutes
+    REREAD_MINUTES: PositiveInt = 5  # re-read this many recent minutes: CloudWatch corrects late datapoints
     METRIC_DELAY_S: int = Field(default=120, ge=0, description="CloudWatch publishes a minute late; read this far back")
     TAG_DISCOVERY: bool = False  # also manage resources tagged forescale:managed=true (Resource Groups Tagging API)
     DEFAULT_MODE: Literal["dry-run", "active"] = "dry-run"  # mode of a target registered by tag discovery

@@ -1,0 +1,267 @@
+"""Alarms and dashboard: forescale watching itself, and the operator watching the targets.
+
+Ops alarm names start with `ops-` so they can never match the `alarm_prefix` that routes alarm events to
+react (config validation forbids an alarm_prefix starting with `ops-`).
+
+Custom metrics come from Powertools Metrics (EMF) in namespace `forescale`, which always adds the
+dimension `service=forescale`. Per-target series carry `target=<name>` as well. The per-target metric
+names below are the contract with the runtime's emitters:
+
+- `DemandRps`: observed requests/s for the minute;
+- `ForecastRps` / `ForecastUpperRps`: the forecast's median and upper quantile for that minute;
+- `Capacity`: capacity in effect (concurrency or instances).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from forescale_infra.config import InfraConfig, ManagedTarget
+from forescale_infra.functions import ForescaleFunctions
+
+NAMESPACE = "forescale"
+SERVICE_DIMENSION = {"service": "forescale"}
+TARGET_METRICS = ("DemandRps", "ForecastRps", "ForecastUpperRps", "Capacity")
+FLEET_METRICS = ("Decisions", "CapacityChanges", "ReactScaleOuts", "Refits", "TargetsMissingData", "InvalidEvents")
+MAX_TARGET_ROWS = 50  # beyond this the fleet widgets (SEARCH by target) stay readable, single rows do not
+ALARM_PERIOD = Duration.minutes(5)
+
+
+def ops_alarm_name(stack_name: str, what: str) -> str:
+    return f"ops-{stack_name}-{what}"
+
+
+def target_metric(name: str, target: str, statistic: str = "Average") -> cw.Metric:
+    return cw.Metric(
+        namespace=NAMESPACE,
+        metric_name=name,
+        dimensions_map={**SERVICE_DIMENSION, "target": target},
+        statistic=statistic,
+        period=Duration.minutes(1),
+    )
+
+
+class AlarmsAndDashboard(Construct):
+    """DLQ depth, function errors and throttles, fan-out failures; one dashboard."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: InfraConfig,
+        functions: ForescaleFunctions,
+        fan_out: sfn.StateMachine | None,
+        extra_dlqs: Sequence[tuple[str, sqs.IQueue]] = (),
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack_name = config.stack_name
+        topic = sns.Topic.from_topic_arn(self, "AlarmTopic", config.alarm_topic_arn) if config.alarm_topic_arn else None
+        self.alarms: list[cw.Alarm] = []
+
+        def alarm(alarm_id: str, what: str, metric: cw.IMetric, description: str, periods: int = 1) -> cw.Alarm:
+            created = cw.Alarm(
+                self,
+                alarm_id,
+                alarm_name=ops_alarm_name(stack_name, what),
+                alarm_description=description,
+                metric=metric,
+                threshold=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=periods,
+                datapoints_to_alarm=periods,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            )
+            if topic is not None:
+                created.add_alarm_action(cw_actions.SnsAction(topic))
+            self.alarms.append(created)
+            return created
+
+        dlqs: list[tuple[str, sqs.IQueue]] = [(name, f.dlq) for name, f in functions.by_name.items()]
+        dlqs += list(extra_dlqs)
+        for name, queue in dlqs:
+            alarm(
+                f"{name.capitalize()}DlqDepth",
+                f"{name}-dlq-depth",
+                queue.metric_approximate_number_of_messages_visible(period=ALARM_PERIOD, statistic="Maximum"),
+                f"{name}: events or invocations failed for good and wait in its DLQ; inspect and redrive",
+            )
+        for name, f in functions.by_name.items():
+            alarm(
+                f"{name.capitalize()}Errors",
+                f"{name}-errors",
+                f.function.metric_errors(period=ALARM_PERIOD, statistic="Sum"),
+                f"{name}: the function raised errors",
+            )
+            # A burst of throttles is normal for act (reserved concurrency 1 serialises it); 15 minutes
+            # of throttling in a row means it cannot keep up.
+            alarm(
+                f"{name.capitalize()}Throttles",
+                f"{name}-throttles",
+                f.function.metric_throttles(period=ALARM_PERIOD, statistic="Sum"),
+                f"{name}: throttled in three consecutive 5-minute periods",
+                periods=3,
+            )
+        if fan_out is not None:
+            alarm(
+                "FanOutFailed",
+                "forecast-fanout-failed",
+                fan_out.metric_failed(period=ALARM_PERIOD, statistic="Sum"),
+                "forecast fan-out: an execution failed",
+            )
+            alarm(
+                "FanOutTimedOut",
+                "forecast-fanout-timed-out",
+                fan_out.metric_timed_out(period=ALARM_PERIOD, statistic="Sum"),
+                "forecast fan-out: a cycle ran longer than its timeout (raise the shard count or the timeout)",
+            )
+
+        self.dashboard = cw.Dashboard(
+            self,
+            "Dashboard",
+            dashboard_name=f"{stack_name}-overview",
+            default_interval=Duration.hours(6),
+        )
+        self._fleet_rows(functions, dlqs)
+        for target in config.targets[:MAX_TARGET_ROWS]:
+            self._target_row(target)
+
+    # ------------------------------------------------------------------ dashboard rows
+
+    def _fleet_rows(self, functions: ForescaleFunctions, dlqs: Sequence[tuple[str, sqs.IQueue]]) -> None:
+        region = Stack.of(self).region
+        by_target = {
+            name: cw.MathExpression(
+                expression=f"SEARCH('{{{NAMESPACE},service,target}} MetricName=\"{name}\"', 'Average', 60)",
+                label=name,
+                period=Duration.minutes(1),
+                search_region=region,
+            )
+            for name in ("DemandRps", "Capacity")
+        }
+        self.dashboard.add_widgets(
+            cw.TextWidget(
+                markdown="# forescale\nPer-target demand vs forecast vs capacity below; fleet decisions, spill "
+                "proxies (react scale-outs, missing data) and errors here.",
+                width=24,
+                height=2,
+            )
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(title="Demand by target (req/s)", left=[by_target["DemandRps"]], width=12),
+            cw.GraphWidget(title="Capacity by target", left=[by_target["Capacity"]], width=12),
+        )
+        fleet = [
+            cw.Metric(
+                namespace=NAMESPACE,
+                metric_name=m,
+                dimensions_map=SERVICE_DIMENSION,
+                statistic="Sum",
+                period=Duration.minutes(5),
+            )
+            for m in FLEET_METRICS
+        ]
+        # Spill: invocations that found no provisioned environment, for every alias/version in the region.
+        spill = cw.MathExpression(
+            expression="SEARCH('{AWS/Lambda,FunctionName,Resource} "
+            "MetricName=\"ProvisionedConcurrencySpilloverInvocations\"', 'Sum', 60)",
+            label="spill",
+            period=Duration.minutes(1),
+            search_region=region,
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(title="Decisions and capacity changes", left=fleet[:2], width=6),
+            cw.GraphWidget(title="Provisioned-concurrency spill (invocations)", left=[spill], width=6),
+            cw.GraphWidget(title="React scale-outs, refits, targets missing data", left=fleet[2:5], width=6),
+            cw.GraphWidget(title="Invalid events", left=fleet[5:], width=6),
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(
+                title="Function errors",
+                left=[
+                    f.function.metric_errors(label=n, period=Duration.minutes(5)) for n, f in functions.by_name.items()
+                ],
+                width=8,
+            ),
+            cw.GraphWidget(
+                title="Function throttles",
+                left=[
+                    f.function.metric_throttles(label=n, period=Duration.minutes(5))
+                    for n, f in functions.by_name.items()
+                ],
+                width=8,
+            ),
+            cw.GraphWidget(
+                title="DLQ depth",
+                left=[
+                    q.metric_approximate_number_of_messages_visible(label=n, period=Duration.minutes(5))
+                    for n, q in dlqs
+                ],
+                width=8,
+            ),
+        )
+
+    def _target_row(self, target: ManagedTarget) -> None:
+        demand = target_metric("DemandRps", target.name)
+        forecast = target_metric("ForecastRps", target.name)
+        upper = target_metric("ForecastUpperRps", target.name)
+        capacity = target_metric("Capacity", target.name, statistic="Maximum")
+        widgets: list[cw.IWidget] = [
+            cw.GraphWidget(
+                title=f"{target.name}: demand vs forecast (req/s) vs capacity",
+                left=[demand, forecast, upper],
+                right=[capacity],
+                width=16,
+            )
+        ]
+        if target.kind.is_lambda and target.function_name:
+            dims = {"FunctionName": target.function_name}
+            if target.qualifier:
+                dims["Resource"] = f"{target.function_name}:{target.qualifier}"
+            spill = cw.Metric(
+                namespace="AWS/Lambda",
+                metric_name="ProvisionedConcurrencySpilloverInvocations",
+                dimensions_map=dims,
+                statistic="Sum",
+                period=Duration.minutes(1),
+            )
+            throttles = cw.Metric(
+                namespace="AWS/Lambda",
+                metric_name="Throttles",
+                dimensions_map=dims,
+                statistic="Sum",
+                period=Duration.minutes(1),
+            )
+            widgets.append(
+                cw.GraphWidget(title=f"{target.name}: spill and throttles", left=[spill, throttles], width=8)
+            )
+        elif target.endpoint_name and target.variant_name:
+            dims = {"EndpointName": target.endpoint_name, "VariantName": target.variant_name}
+            latency = cw.Metric(
+                namespace="AWS/SageMaker",
+                metric_name="ModelLatency",
+                dimensions_map=dims,
+                statistic="p99",
+                period=Duration.minutes(1),
+            )
+            errors = cw.Metric(
+                namespace="AWS/SageMaker",
+                metric_name="Invocation5XXErrors",
+                dimensions_map=dims,
+                statistic="Sum",
+                period=Duration.minutes(1),
+            )
+            widgets.append(
+                cw.GraphWidget(
+                    title=f"{target.name}: p99 latency (µs) and 5XX", left=[latency], right=[errors], width=8
+                )
+            )
+        self.dashboard.add_widgets(*widgets)
