@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from forescale.domain.targets import (
     LAMBDA_ON_DEMAND_PRICE_PER_GB_S,
@@ -28,6 +28,10 @@ from forescale.domain.targets import (
 from forescale.replay.actuation import ActuationModel
 from forescale.replay.engine import DecisionRow
 from forescale.replay.trace import Trace
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,3 +226,140 @@ def _score_sagemaker(
     return TargetScore(
         t.name, "sagemaker", float(req.sum()), float(over.sum()), cost, float(best.sum() * step / 3600), cost, calls
     )
+
+
+# --- per-step view (charts and reports) -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StepSeries:
+    """One target's evaluation step by step, on the scorer's grid of `step_s` seconds (≤ 60 s sub-steps).
+
+    Every array has one value per sub-step, starting at `times[i]` (epoch seconds, UTC). It follows
+    `evaluate()` exactly, so its sums are that function's totals:
+    - `requests.sum()` is `TargetScore.requests` and `missed.sum()` is `TargetScore.missed`;
+    - `capacity_cost_usd.sum() + switch_cost_usd` is `TargetScore.capacity_cost_usd`;
+    - `oracle_cost_usd.sum()` is `TargetScore.oracle_capacity_cost_usd`.
+
+    `capacity` is what was in force at each sub-step (environments or instances of `instance_type`),
+    gaps included, since that is what the policy held; the sums leave gaps out, as the scorer does.
+    `capacity_rps` is the request rate that capacity serves within `eps` (Lambda: the largest offered
+    rate with Erlang B(P, m) ≤ eps; SageMaker: N × the type's capacity_rps). The oracle fields are
+    the zero-lead-time, perfect-foresight sizing of each sub-step.
+    """
+
+    target: str
+    kind: str
+    step_s: int
+    eps: float
+    times: npt.NDArray[np.int64]
+    gap: npt.NDArray[np.bool_]
+    requests: npt.NDArray[np.float64]
+    capacity: npt.NDArray[np.int64]
+    instance_type: tuple[str | None, ...]
+    capacity_rps: npt.NDArray[np.float64]
+    missed: npt.NDArray[np.float64]
+    capacity_cost_usd: npt.NDArray[np.float64]
+    switch_cost_usd: float
+    oracle_capacity: npt.NDArray[np.int64]
+    oracle_instance_type: tuple[str | None, ...]
+    oracle_missed: npt.NDArray[np.float64]
+    oracle_cost_usd: npt.NDArray[np.float64]
+
+
+def per_step(trace: Trace, rows: Iterable[DecisionRow], target: str, eps: float = 0.01) -> StepSeries:
+    """`evaluate()` for one target, kept per sub-step: capacity in force, what it serves, misses, cost.
+
+    `rows` may hold every target's decisions; only `target`'s are used. Raises `KeyError` naming the
+    known targets when `target` is not in the trace.
+    """
+    import numpy as np
+
+    if target not in trace.targets:
+        raise KeyError(f"target {target} is not in the trace; it has {', '.join(sorted(trace.targets))}")
+    mine = [r for r in rows if r.target == target]
+    t = trace.targets[target].to_target()
+    sub = math.gcd(trace.step_s, 60)
+    k = trace.step_s // sub
+    n = trace.steps * k
+    times = np.arange(n, dtype=np.int64) * sub + trace.start
+    gap = np.zeros(n, dtype=bool)
+    for a, b in trace.gaps:
+        gap |= (times >= a) & (times < b)
+    valid = ~gap
+    req = np.where(valid, np.repeat(np.array(trace.targets[target].requests, dtype=float) / k, k), 0.0)
+    caps, types, extra = _effective(t, mine, [int(x) for x in times])
+    held = np.array(caps, dtype=np.int64)
+    cap = np.where(valid, held, 0)
+    rate = req / sub
+    if t.is_lambda:
+        gb = t.memory_mb / 1024
+        m = rate * t.duration_s
+        missed = req * _erlang_b(np, cap, m)
+        oracle = np.where(req > 0, _lambda_oracle(np, m, eps), 0).astype(np.int64)
+        oracle_missed = req * _erlang_b(np, oracle, m)
+        capacity_cost = cap * sub * gb * LAMBDA_PC_PRICE_PER_GB_S
+        oracle_cost = oracle * sub * gb * LAMBDA_PC_PRICE_PER_GB_S
+        serves = _lambda_rate_within(np, held, eps) / t.duration_s
+        oracle_types: tuple[str | None, ...] = (None,) * n
+    else:
+        specs = {it.name: it for it in t.catalog}
+        cap_rps = np.array([specs[ty].capacity_rps if ty else 0.0 for ty in types])
+        price = np.array([specs[ty].price_per_hour if ty else 0.0 for ty in types])
+        missed = np.maximum(0.0, req - cap * cap_rps * sub)
+        capacity_cost = cap * price * sub / 3600
+        serves = held * cap_rps
+        # The oracle's cheapest single-type fleet; ties go to the earlier catalog entry, as in evaluate().
+        best = np.full(n, np.inf)
+        oracle = np.zeros(n, dtype=np.int64)
+        pick = np.full(n, -1)
+        for i, it in enumerate(t.catalog):
+            count = np.where(valid, np.maximum(np.ceil(rate / it.capacity_rps - 1e-9), t.min_capacity), 0)
+            cost = count * it.price_per_hour
+            better = cost < best
+            best = np.where(better, cost, best)
+            oracle = np.where(better, count, oracle).astype(np.int64)
+            pick = np.where(better, i, pick)
+        oracle_cost = best * sub / 3600
+        oracle_rps = np.array([t.catalog[i].capacity_rps for i in pick])
+        oracle_missed = np.maximum(0.0, req - oracle * oracle_rps * sub)
+        oracle_types = tuple(t.catalog[i].name for i in pick)
+    return StepSeries(
+        target=target,
+        kind="lambda" if t.is_lambda else "sagemaker",
+        step_s=sub,
+        eps=eps,
+        times=times,
+        gap=gap,
+        requests=req,
+        capacity=held,
+        instance_type=tuple(types),
+        capacity_rps=np.asarray(serves, dtype=np.float64),
+        missed=np.asarray(missed, dtype=np.float64),
+        capacity_cost_usd=np.asarray(capacity_cost, dtype=np.float64),
+        switch_cost_usd=extra,
+        oracle_capacity=oracle,
+        oracle_instance_type=oracle_types,
+        oracle_missed=np.asarray(oracle_missed, dtype=np.float64),
+        oracle_cost_usd=np.asarray(oracle_cost, dtype=np.float64),
+    )
+
+
+def _lambda_rate_within(np: Any, capacity: Any, eps: float) -> Any:
+    """Largest offered load m (concurrent executions) with Erlang B(P, m) ≤ eps, for each P in `capacity`.
+
+    Solved by bisection once per distinct P (B rises with m; B(P, 2P + 1) > 1/2 > eps brackets it).
+    """
+    levels = np.unique(capacity)
+    levels = levels[levels > 0]
+    if not len(levels):
+        return np.zeros(capacity.shape)
+    lo = np.zeros(levels.shape)
+    hi = 2.0 * levels + 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        ok = _erlang_b(np, levels, mid) <= eps
+        lo = np.where(ok, mid, lo)
+        hi = np.where(ok, hi, mid)
+    table = dict(zip(levels.tolist(), lo.tolist(), strict=True))
+    return np.array([table.get(int(p), 0.0) for p in capacity], dtype=float)

@@ -1,0 +1,333 @@
+"""The demo's report: given a small generated workload replayed through forescale and target tracking,
+when the report is written, then its files exist, are well formed and carry `evaluate()`'s numbers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from forescale.demo.report import (
+    CHART_SIZE_PX,
+    Report,
+    RunFacts,
+    forecast_band,
+    format_summary,
+    trace_window,
+    write_report,
+)
+from forescale.domain.decision import Decision
+from forescale.domain.forecast import Forecast, SeriesHistory
+from forescale.replay.engine import DecisionRow, ReplayConfig, replay
+from forescale.replay.evaluate import evaluate, per_step
+from forescale.replay.trace import Trace, TraceTarget
+from forescale.replay.workload import generate
+from forescale.runtime.models import DecisionRecord, DecisionStatus, Mode
+
+DAY_S = 86_400
+
+
+class YesterdayForecaster:
+    """Deterministic and fast: tomorrow repeats the last day seen, with a fixed ×0.8 / ×1.25 band.
+
+    It remembers every forecast with the time it was issued, as the demo does for the band chart.
+    """
+
+    def __init__(self) -> None:
+        self.issued: dict[str, list[tuple[int, Forecast]]] = {}
+
+    def forecast(self, histories: Sequence[SeriesHistory], horizon_s: int) -> dict[str, Forecast]:
+        out = {}
+        for h in histories:
+            day = DAY_S // h.step_s
+            last = [r if r is not None else 0.0 for r in h.rates[-day:]]
+            n = -(-horizon_s // h.step_s)
+            path = tuple(last[i % len(last)] for i in range(n))
+            fc = Forecast(
+                h.target,
+                h.end,
+                h.end,
+                h.step_s,
+                {0.1: tuple(0.8 * v for v in path), 0.5: path, 0.9: tuple(1.25 * v for v in path)},
+                "yesterday",
+            )
+            self.issued.setdefault(h.target, []).append((h.end, fc))
+            out[h.target] = fc
+        return out
+
+
+def audit_record(d: Decision) -> DecisionRecord:
+    """The audit record plan would store for a replayed decision (active mode, applied)."""
+    return DecisionRecord(
+        decision_id=DecisionRecord.id_for(d.target, d.decided_at),
+        target=d.target,
+        decided_at=d.decided_at,
+        capacity=d.capacity,
+        previous=d.previous,
+        recommended=d.recommended,
+        instance_type=d.instance_type if d.type_change else None,
+        previous_instance_type=d.previous_instance_type,
+        policy=d.policy,
+        reason=d.reason,
+        shaped_by=d.shaped_by,
+        demand_rps=d.demand_rps,
+        observed_rps=d.observed_rps,
+        band=d.band,
+        data_missing=d.data_missing,
+        mode=Mode.ACTIVE,
+        status=DecisionStatus.APPLIED,
+    )
+
+
+def sample_report(
+    days: float = 1.2, history_days: float = 1.0, seed: int = 11, forecaster: object | None = None
+) -> tuple[Report, Trace, list[DecisionRow], list[DecisionRow]]:
+    """A report over the last `days - history_days` of a generated workload, both policies replayed on all of it.
+
+    Returns the report, the window's trace and the two policies' rows, so tests can score them independently.
+    """
+    full = generate(days=days, step_s=60, seed=seed)
+    fc = forecaster or YesterdayForecaster()
+    ours = replay(full, ReplayConfig(policy="predictive", forecaster=fc, keep_decisions=True))  # type: ignore[arg-type]
+    theirs = replay(full, ReplayConfig(policy="target-tracking"))
+    window = trace_window(full, full.start + int(history_days * DAY_S))
+    issued = getattr(fc, "issued", None)
+    if issued is None:
+        issued = {}
+    report = Report(
+        trace=window,
+        forescale_rows=ours.rows,
+        baseline_rows=theirs.rows,
+        facts=RunFacts(
+            source="built-in workload",
+            simulated_days=days - history_days,
+            seed=seed,
+            history_days=history_days,
+            wall_s=ours.wall_s + theirs.wall_s,
+            decisions=len(ours.decisions),
+            api_calls=len(ours.rows),
+        ),
+        forecasts=issued,
+        records=[audit_record(d) for d in ours.decisions],
+    )
+    return report, window, ours.rows, theirs.rows
+
+
+@dataclass(frozen=True)
+class Written:
+    """A report written once for the module's tests, with what it was built from."""
+
+    report: Report
+    window: Trace
+    ours: list[DecisionRow]
+    theirs: list[DecisionRow]
+    paths: dict[str, Path]
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> Written:
+    report, window, ours, theirs = sample_report()
+    return Written(report, window, ours, theirs, write_report(report, tmp_path_factory.mktemp("report")))
+
+
+def test_given_a_report_when_written_then_every_file_exists(written: Written) -> None:
+    window, paths = written.window, written.paths
+    expected = {"html", "summary", "decisions", "baseline_decisions", *(f"chart:{n}" for n in window.targets)}
+    assert set(paths) == expected
+    for p in paths.values():
+        assert p.is_file() and p.stat().st_size > 0, p
+
+
+def test_given_the_html_then_it_names_every_target_and_embeds_one_chart_each_with_no_external_reference(
+    written: Written,
+) -> None:
+    window, paths = written.window, written.paths
+    text = paths["html"].read_text(encoding="utf-8")
+    for name in window.targets:
+        assert f'<section id="{name}">' in text
+    assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', text)) == len(window.targets)
+    assert "http://" not in text and "https://" not in text
+    # Every src/href is inline: the page must read offline.
+    for ref in re.findall(r'(?:src|href)\s*=\s*["\']([^"\']*)', text):
+        assert ref.startswith("data:"), ref
+    assert "<script" not in text.lower()
+    assert "@import" not in text and "url(" not in text
+
+
+def test_given_the_summary_json_then_its_numbers_are_evaluates(written: Written) -> None:
+    window, ours, theirs, paths = written.window, written.ours, written.theirs, written.paths
+    data = json.loads(paths["summary"].read_text(encoding="utf-8"))
+    mine, base = evaluate(window, ours), evaluate(window, theirs)
+    assert set(data["targets"]) == set(window.targets)
+    for name, row in data["targets"].items():
+        for key, score in (("forescale", mine.targets[name]), ("baseline", base.targets[name])):
+            got = row[key]
+            assert got["requests"] == pytest.approx(score.requests, rel=1e-12)
+            assert got["missed"] == pytest.approx(score.missed, rel=1e-12)
+            assert got["capacity_cost_usd"] == pytest.approx(score.capacity_cost_usd, rel=1e-12)
+            assert got["cost_usd"] == pytest.approx(score.cost_usd, rel=1e-12)
+            assert got["changes"] == score.api_calls
+        assert row["oracle"]["capacity_cost_usd"] == pytest.approx(mine.targets[name].oracle_capacity_cost_usd)
+        assert row["saved_usd"] == pytest.approx(
+            base.targets[name].capacity_cost_usd - mine.targets[name].capacity_cost_usd
+        )
+    overall = data["overall"]
+    assert overall["forescale"]["capacity_cost_usd"] == pytest.approx(mine.overall().capacity_cost_usd)
+    assert overall["baseline"]["missed"] == pytest.approx(base.overall().missed)
+    assert data["facts"]["seed"] == 11 and data["window"]["start"] == window.start
+    assert Path(data["paths"]["html"]) == paths["html"]
+    assert set(data["paths"]["charts"]) == set(window.targets)
+
+
+def test_given_the_decisions_csv_then_it_is_the_yardstick_contract(written: Written) -> None:
+    window, ours, theirs, paths = written.window, written.ours, written.theirs, written.paths
+    for key, rows in (("decisions", ours), ("baseline_decisions", theirs)):
+        with paths[key].open(newline="") as f:
+            lines = list(csv.reader(f))
+        assert lines[0][:3] == ["decided_at", "target", "capacity"]
+        assert len(lines) - 1 == len(rows)
+        parsed = [DecisionRow(int(a), b, int(c), (rest[0] or None) if rest else None) for a, b, c, *rest in lines[1:]]
+        assert parsed == sorted(rows, key=lambda r: r.decided_at)
+        assert {r.target for r in parsed} <= set(window.targets)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    assert data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    assert data[-8:-4] == b"IEND"
+    return width, height
+
+
+def test_given_the_charts_then_they_are_pngs_of_the_expected_size(written: Written) -> None:
+    paths = written.paths
+    charts = [p for k, p in paths.items() if k.startswith("chart:")]
+    assert charts
+    for p in charts:
+        assert png_size(p) == CHART_SIZE_PX
+        assert b"matplotlib.org" not in p.read_bytes()  # no URL in the metadata either
+
+
+def test_given_the_terminal_summary_then_it_lists_every_target_and_policy_with_evaluates_numbers(
+    written: Written,
+) -> None:
+    report, window, ours = written.report, written.window, written.ours
+    text = format_summary(report)
+    for name in (*window.targets, "overall"):
+        assert re.search(rf"^{re.escape(name)}\s", text, re.M), name
+    assert text.count("target tracking") >= len(window.targets) + 1
+    mine = evaluate(window, ours)
+    for name, score in mine.targets.items():
+        assert f"${score.capacity_cost_usd:,.2f}" in text or f"${score.capacity_cost_usd:.3f}" in text, name
+    # A fixed-width table: every policy row (three per target and overall) ends in the same column.
+    rows = [ln for ln in text.splitlines() if re.search(r"\s(forescale|target tracking|oracle)\s{2,}.*\$", ln)]
+    assert len(rows) == 3 * (len(window.targets) + 1)
+    assert len({len(ln) for ln in rows}) == 1
+
+
+def test_given_per_step_then_its_sums_equal_evaluates_totals_for_both_kinds(written: Written) -> None:
+    window, ours, theirs = written.window, written.ours, written.theirs
+    for rows in (ours, theirs):
+        score = evaluate(window, rows)
+        for name, s in score.targets.items():
+            steps = per_step(window, rows, name)
+            assert steps.requests.sum() == pytest.approx(s.requests, rel=1e-12)
+            assert steps.missed.sum() == pytest.approx(s.missed, rel=1e-9, abs=1e-9)
+            assert steps.capacity_cost_usd.sum() + steps.switch_cost_usd == pytest.approx(s.capacity_cost_usd, rel=1e-9)
+            assert steps.oracle_cost_usd.sum() == pytest.approx(s.oracle_capacity_cost_usd, rel=1e-9)
+            assert len(steps.times) == window.steps  # 60 s steps: one sub-step each
+
+
+def test_given_a_five_minute_trace_with_a_gap_then_per_step_sums_still_match_on_sixty_second_substeps() -> None:
+    full = generate(days=4.2, step_s=300, seed=2, targets=["api-steady", "gpu-endpoint"])
+    assert full.gaps, "the 4th day should carry the source gap"
+    rows = replay(full, ReplayConfig(policy="reactive")).rows
+    score = evaluate(full, rows)
+    for name, s in score.targets.items():
+        steps = per_step(full, rows, name)
+        assert len(steps.times) == 5 * full.steps and steps.step_s == 60
+        assert steps.gap.any()
+        assert steps.missed.sum() == pytest.approx(s.missed, rel=1e-9, abs=1e-9)
+        assert steps.capacity_cost_usd.sum() + steps.switch_cost_usd == pytest.approx(s.capacity_cost_usd, rel=1e-9)
+        assert steps.oracle_cost_usd.sum() == pytest.approx(s.oracle_capacity_cost_usd, rel=1e-9)
+        assert (steps.oracle_cost_usd[steps.gap] == 0).all()
+
+
+def test_given_capacity_in_force_then_capacity_rps_is_what_it_serves_within_eps() -> None:
+    import numpy as np
+
+    from forescale.replay.evaluate import _erlang_b
+
+    trace = generate(days=0.05, step_s=60, seed=1, targets=["api-steady", "gpu-endpoint"])
+    rows = [DecisionRow(trace.start, "api-steady", 40), DecisionRow(trace.start, "gpu-endpoint", 3, "ml.g6.xlarge")]
+    lam = per_step(trace, rows, "api-steady")
+    # Before the 120 s lead time nothing is provisioned; after, 40 environments.
+    assert lam.capacity[0] == 0 and lam.capacity_rps[0] == 0 and lam.capacity[-1] == 40
+    m = np.array([lam.capacity_rps[-1] * 0.12])
+    assert _erlang_b(np, np.array([40]), m)[0] == pytest.approx(0.01, rel=1e-6)
+    gpu = per_step(trace, rows, "gpu-endpoint")
+    assert gpu.instance_type[-1] == "ml.g6.xlarge" and gpu.capacity_rps[-1] == pytest.approx(3 * 6.0)
+    with pytest.raises(KeyError, match="sparse-hook"):
+        per_step(trace, rows, "sparse-hook")
+
+
+def test_given_forecasts_then_the_band_is_the_newest_issued_at_or_before_each_step() -> None:
+    def fc(issued: int, value: float) -> Forecast:
+        return Forecast(
+            "t", issued, issued, 60, {0.05: (value - 1,) * 10, 0.5: (value,) * 10, 0.99: (value + 1,) * 10}, "x"
+        )
+
+    times = [0, 60, 120, 180, 600, 720]
+    lower, median, upper, used = forecast_band([(120, fc(120, 20.0)), (0, fc(0, 10.0))], times, (0.1, 0.9))
+    assert median[:4] == [10.0, 10.0, 20.0, 20.0]
+    assert lower[2] == 19.0 and upper[2] == 21.0 and used == {0.05, 0.99}
+    assert median[4] == 20.0  # the newer forecast rules until its horizon ends at 720
+    assert median[5] != median[5]  # NaN: no forecast in force covers 720
+
+
+def test_given_bad_input_then_the_report_says_what_is_wrong() -> None:
+    trace = generate(days=0.05, step_s=60, seed=1, targets=["api-steady"])
+    facts = RunFacts("built-in workload", 0.05)
+    with pytest.raises(ValueError, match=r"unknown target.*nope"):
+        Report(trace, [DecisionRow(trace.start, "nope", 1)], [], facts)
+    with pytest.raises(ValueError, match="band"):
+        Report(trace, [], [], facts, band=(0.6, 0.9))
+    with pytest.raises(ValueError, match="wall_s"):
+        RunFacts("x", 1.0, wall_s=float("nan"))
+    with pytest.raises(ValueError, match="step grid"):
+        trace_window(trace, trace.start + 30)
+    with pytest.raises(ValueError, match="inside the trace"):
+        trace_window(trace, trace.start + 60, trace.start + 60)
+
+
+def test_given_rows_out_of_order_then_the_report_sorts_them_stably() -> None:
+    trace = generate(days=0.05, step_s=60, seed=1, targets=["api-steady"])
+    rows = [DecisionRow(trace.start + 600, "api-steady", 5), DecisionRow(trace.start, "api-steady", 9)]
+    report = Report(trace, rows, [], RunFacts("x", 0.05))
+    assert [r.decided_at for r in report.forescale_rows] == [trace.start, trace.start + 600]
+    assert report.summary.targets[0].forescale.changes == 2
+
+
+def test_given_a_target_without_demand_decisions_or_forecasts_then_the_report_still_renders(tmp_path: Path) -> None:
+    base = generate(days=0.1, step_s=60, seed=4, targets=["sparse-hook", "gpu-endpoint"])
+    silent = {n: TraceTarget(n, (0.0,) * base.steps, t.params) for n, t in base.targets.items()}
+    gaps = ((base.start + 600, base.start + 1200),)
+    trace = Trace(base.step_s, base.start, base.steps, silent, gaps, base.meta)
+    report = Report(trace, [], [], RunFacts("an empty trace", 0.1))
+    paths = write_report(report, tmp_path)
+    for name in trace.targets:
+        assert png_size(paths[f"chart:{name}"]) == CHART_SIZE_PX
+    data = json.loads(paths["summary"].read_text(encoding="utf-8"))
+    assert data["overall"]["forescale"]["requests"] == 0
+    # The SageMaker target holds its minimum instance all along; no request, so nothing missed.
+    assert data["targets"]["gpu-endpoint"]["forescale"]["mean_capacity"] == 1
+    assert data["targets"]["gpu-endpoint"]["forescale"]["miss_pct"] == 0
+    assert "No decision records" in paths["html"].read_text(encoding="utf-8")
+    assert "0 req" in format_summary(report)
