@@ -3,7 +3,11 @@
     forescale replay --trace TRACE.csv --out DECISIONS.csv [--policy predictive] [--targets SIDECAR.json]
     forescale replay --builtin --out DECISIONS.csv          # the built-in generated workload
     forescale bench replay [--traces DIR] [--out docs/benchmarks.md]
+    forescale bench forecast [--traces DIR] [--targets 10000] [--out docs/forecast-benchmarks.md]
     forescale generate --out TRACE.csv [--days 9] [--seed 7]
+    forescale demo [--days 2] [--seed 7] [--out out/demo] [--trace TRACE.csv]   # the system on moto
+    forescale backtest --from-cloudwatch (--function NAME [--alias A] | --endpoint NAME --variant V --catalog FILE)
+        [--days 14] [--out out/backtest] [--region R]       # forescale vs target tracking on real history
     forescale targets add|list|show|remove|set-mode|discover ...   # see forescale.admin
     forescale pause --reason TEXT | forescale resume                 # the kill switch
 
@@ -79,6 +83,37 @@ def _build_parser() -> argparse.ArgumentParser:
     br.add_argument("--only", nargs="+", metavar="TRACE", help="trace names (without .csv)")
     br.add_argument("--out", type=Path, default=None, help="write the markdown table here")
     br.add_argument("--json", type=Path, default=None, help="write the raw results here")
+    bf = bsub.add_parser("forecast", help="forecast accuracy, calibration, throughput (docs/forecast-benchmarks.md)")
+    bf.add_argument("--traces", type=Path, default=br.get_default("traces"), help="traces; absent: fleet only")
+    bf.add_argument("--targets", type=int, default=10_000, help="generated fleet size for the cycle (default 10000)")
+    bf.add_argument("--refit-sample", type=int, default=500, help="targets refitted to time refits (default 500)")
+    bf.add_argument("--accuracy-targets", type=int, default=100, help="fleet targets scored (default 100)")
+    bf.add_argument("--score-days", type=float, default=7.0, help="days scored after the 7-day warm-up")
+    bf.add_argument("--out", type=Path, default=None, help="write the markdown table here")
+    bf.add_argument("--json", type=Path, default=None, help="write the raw results here")
+
+    dp = sub.add_parser("demo", help="run the whole system locally on moto and write a report")
+    dp.add_argument("--days", type=float, default=2.0, help="simulated days to run (default 2)")
+    dp.add_argument("--history-days", type=float, default=7.0, help="history before the run (default 7)")
+    dp.add_argument("--seed", type=int, default=7)
+    dp.add_argument("--out", type=Path, default=Path("out/demo"), help="report folder (default out/demo)")
+    dp.add_argument("--targets", nargs="+", metavar="TARGET", help="only these targets of the workload")
+    dp.add_argument("--trace", type=Path, help="replay a canonical trace CSV instead of the built-in workload")
+    dp.add_argument("--port", type=int, default=0, help="moto port (default: a free one)")
+    dp.add_argument("--no-progress", action="store_true")
+
+    bt = sub.add_parser("backtest", help="replay a real resource's CloudWatch history through forescale; report")
+    bt_source = bt.add_mutually_exclusive_group(required=True)  # the only source for now; --trace may join it
+    bt_source.add_argument("--from-cloudwatch", action="store_true", help="pull the history with GetMetricData")
+    bt_resource = bt.add_mutually_exclusive_group(required=True)
+    bt_resource.add_argument("--function", help="Lambda function name")
+    bt_resource.add_argument("--endpoint", help="SageMaker endpoint name")
+    bt.add_argument("--alias", help="--function: the alias (or version) provisioned concurrency would be set on")
+    bt.add_argument("--variant", help="--endpoint: the production variant")
+    bt.add_argument("--catalog", type=Path, help="--endpoint: JSON list of {name, price_per_hour, capacity_rps}")
+    bt.add_argument("--days", type=int, default=14, help="days of 1-minute history, 2..15; the first is warm-up")
+    bt.add_argument("--out", type=Path, default=Path("out/backtest"), help="report folder (default out/backtest)")
+    bt.add_argument("--region", help="AWS region (default: the environment's)")
 
     from forescale.admin import add_parsers as add_admin_parsers
 
@@ -152,6 +187,18 @@ def _cmd_replay(a: argparse.Namespace) -> int:
 
 
 def _cmd_bench(a: argparse.Namespace) -> int:
+    if a.bench == "forecast":
+        from forescale.forecasting.bench import run_forecast_bench
+
+        return run_forecast_bench(
+            a.traces,
+            a.targets,
+            a.out,
+            a.json,
+            refit_sample=a.refit_sample,
+            accuracy_targets=a.accuracy_targets,
+            score_days=a.score_days,
+        )
     from forescale.replay.bench import run_bench
 
     return run_bench(a.traces, a.only, a.out, a.json)
@@ -173,6 +220,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_replay(a)
         if a.command == "bench":
             return _cmd_bench(a)
+        if a.command == "demo":
+            from forescale.demo.runner import DemoOptions, run_demo
+
+            return run_demo(
+                DemoOptions(
+                    days=a.days,
+                    history_days=a.history_days,
+                    seed=a.seed,
+                    out=a.out,
+                    targets=tuple(a.targets) if a.targets else None,
+                    trace=a.trace,
+                    port=a.port,
+                    progress=not a.no_progress,
+                )
+            )
+        if a.command == "backtest":
+            from forescale.demo.backtest import BacktestOptions, run_backtest
+
+            return run_backtest(
+                BacktestOptions(
+                    function=a.function,
+                    alias=a.alias,
+                    endpoint=a.endpoint,
+                    variant=a.variant,
+                    catalog=a.catalog,
+                    days=a.days,
+                    out=a.out,
+                    region=a.region,
+                )
+            )
         if a.command in ("targets", "pause", "resume"):
             from forescale.admin import main as admin_main
 
