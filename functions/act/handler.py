@@ -134,4 +134,4 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         raise
     service = _service(settings)
     now = lambda_support.now()  # wall time in Lambda; the local demo's simulated clock when it sets one
-    return lambda_support.once(settings, "act", parsed.id, lambda: run(service, parsed, now))
+    return lambda_support.once(settings, "act", parsed.id, lambda: run(service, parsed, now), context)

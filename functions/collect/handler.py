@@ -119,7 +119,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             logger.error("CloudWatch reads failed; those targets are reported missing", extra={"errors": result.errors})
         return {"kind": "collect", "registered": registered} | result.summary()
 
-    result = lambda_support.once(settings, "collect", parsed.id, run)
+    result = lambda_support.once(settings, "collect", parsed.id, run, context)
     metrics.add_metric(name="SamplesStored", unit=MetricUnit.Count, value=result["samples_stored"])
     if result["kind"] == "collect":
         metrics.add_metric(name="TargetsMissingData", unit=MetricUnit.Count, value=len(result["missing_targets"]))

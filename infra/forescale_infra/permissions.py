@@ -74,7 +74,7 @@ MANAGED_RESOURCE_MUTATING = LAMBDA_MUTATING + SAGEMAKER_MUTATING + AUTOSCALING_M
 # DynamoDB item actions per function: what forescale.adapters.state and Powertools Idempotency call
 # (GetItem, Query, PutItem, UpdateItem, DeleteItem; no batch calls, no Scan). Query is granted on the
 # table and on gsi1 only.
-TABLE_READ = ("dynamodb:GetItem", "dynamodb:Query")
+TABLE_READ = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
 TABLE_WRITE = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
 TABLE_ACCESS: dict[str, tuple[str, ...]] = {
     name: (*TABLE_READ, *TABLE_WRITE) for name in ("collect", "forecast", "plan", "act", "react", "rightsize")

@@ -93,7 +93,9 @@ def _build_parser() -> argparse.ArgumentParser:
     bf.add_argument("--json", type=Path, default=None, help="write the raw results here")
 
     dp = sub.add_parser("demo", help="run the whole system locally on moto and write a report")
-    dp.add_argument("--days", type=float, default=2.0, help="simulated days to run (default 2)")
+    dp.add_argument(
+        "--days", type=float, default=0.25, help="simulated days to run (default 0.25: about 4 minutes here)"
+    )
     dp.add_argument("--history-days", type=float, default=7.0, help="history before the run (default 7)")
     dp.add_argument("--seed", type=int, default=7)
     dp.add_argument("--out", type=Path, default=Path("out/demo"), help="report folder (default out/demo)")

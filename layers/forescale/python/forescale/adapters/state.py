@@ -30,6 +30,7 @@ import zlib
 from abc import ABC, abstractmethod
 from array import array
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
 HOUR_S = 3600
+RECENT_SPAN_S = 3 * HOUR_S  # spans up to this long are read as hour items in a batch, longer ones queried
+BATCH_GET_MAX = 100  # keys per BatchGetItem (AWS limit)
 MAX_FIELDS_PER_UPDATE = 150  # keeps an UpdateExpression well under DynamoDB's 4 KB expression limit
 DECISION_TTL_S = 400 * 86_400
 SAMPLE_FIELDS = {
@@ -57,6 +60,18 @@ SAMPLE_FIELDS = {
     "l": "latency_ms",
     "g": "gpu_utilization",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class PlanInputs:
+    """What plan reads per target before deciding (one batched read in DynamoDB)."""
+
+    config: TargetConfig | None
+    planner: bytes | None
+    planner_version: int
+    observed_until: int
+    state: AppliedState
+    forecast_issued_at: int | None
 
 
 class ConflictError(Exception):
@@ -73,6 +88,24 @@ class StateStore(ABC):
 
     @abstractmethod
     def get_target(self, name: str) -> TargetConfig | None: ...
+
+    def plan_inputs(self, names: Sequence[str]) -> dict[str, PlanInputs]:
+        """Config, planner snapshot, applied state and forecast issue time of each target, read together."""
+        out: dict[str, PlanInputs] = {}
+        for n in names:
+            blob, version, observed = self.get_planner(n)
+            out[n] = PlanInputs(
+                self.get_target(n), blob, version, observed, self.get_state(n), self.forecast_meta(n)[0]
+            )
+        return out
+
+    def forecast_metas(self, names: Sequence[str]) -> dict[str, tuple[int | None, int | None]]:
+        """`forecast_meta` of many targets at once."""
+        return {n: self.forecast_meta(n) for n in names}
+
+    def recent_histories(self, spans: dict[str, tuple[int, int]]) -> dict[str, SeriesHistory]:
+        """One-minute rates of each target over its [start, end) span (plan's newly collected minutes)."""
+        return {n: self.load_history(n, a, b, 60) for n, (a, b) in spans.items()}
 
     @abstractmethod
     def list_targets(self) -> list[TargetConfig]: ...
@@ -165,7 +198,10 @@ class ForecastCache:
         self._cache: dict[str, Forecast] = {}
 
     def get(self, name: str) -> Forecast | None:
-        issued, _ = self._store.forecast_meta(name)
+        return self.get_issued(name, self._store.forecast_meta(name)[0])
+
+    def get_issued(self, name: str, issued: int | None) -> Forecast | None:
+        """The stored forecast when its issue time is known already (read in a batch)."""
         if issued is None:
             return None
         cached = self._cache.get(name)
@@ -376,6 +412,79 @@ class DynamoStateStore(StateStore):
         except self._db.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    def _batch_get(
+        self, keys: list[tuple[str, str]], projection: str | None = None
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """BatchGetItem in chunks of 100 keys, retrying unprocessed keys (consistent reads)."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for i in range(0, len(keys), BATCH_GET_MAX):
+            request: dict[str, Any] = {
+                "Keys": [_item({"PK": pk, "SK": sk}) for pk, sk in keys[i : i + BATCH_GET_MAX]],
+                "ConsistentRead": True,
+            }
+            if projection:
+                request["ProjectionExpression"] = projection
+            pending: dict[str, Any] = {self._table: request}
+            while pending:
+                resp = self._db.batch_get_item(RequestItems=pending)
+                for raw in resp.get("Responses", {}).get(self._table, []):
+                    item = _plain(raw)
+                    found[(item["PK"], item["SK"])] = item
+                pending = resp.get("UnprocessedKeys") or {}
+        return found
+
+    def plan_inputs(self, names: Sequence[str]) -> dict[str, PlanInputs]:
+        keys = [(f"TARGET#{n}", sk) for n in names for sk in ("CONFIG", "PLANNER", "STATE")]
+        items = self._batch_get(keys)
+        metas = self.forecast_metas(names)
+        out: dict[str, PlanInputs] = {}
+        for n in names:
+            cfg = items.get((f"TARGET#{n}", "CONFIG"))
+            planner = items.get((f"TARGET#{n}", "PLANNER"))
+            state = items.get((f"TARGET#{n}", "STATE"))
+            out[n] = PlanInputs(
+                TargetConfig.model_validate_json(cfg["config"]) if cfg else None,
+                planner["blob"] if planner else None,
+                int(planner["version"]) if planner else 0,
+                int(planner["observed_until"]) if planner else 0,
+                AppliedState.model_validate_json(state["state"]) if state else AppliedState(target=n),
+                metas[n][0],
+            )
+        return out
+
+    def recent_histories(self, spans: dict[str, tuple[int, int]]) -> dict[str, SeriesHistory]:
+        # Short spans (the usual minute or two) come from their hour items in one batched read.
+        short = {n: (a, b) for n, (a, b) in spans.items() if 0 < b - a <= RECENT_SPAN_S}
+        keys = [
+            (f"TARGET#{n}", f"SAMPLES#{hour:010d}")
+            for n, (a, b) in short.items()
+            for hour in range(a - a % HOUR_S, b, HOUR_S)
+        ]
+        items = self._batch_get(keys)
+        out: dict[str, SeriesHistory] = {}
+        for n, (a, b) in spans.items():
+            if n not in short:
+                out[n] = self.load_history(n, a, b, 60)
+                continue
+            minutes: dict[int, float] = {}
+            for hour in range(a - a % HOUR_S, b, HOUR_S):
+                item = items.get((f"TARGET#{n}", f"SAMPLES#{hour:010d}"), {})
+                for m in range(60):
+                    v = item.get(f"r{m:02d}")
+                    if v is not None:
+                        minutes[hour + 60 * m] = float(v)
+            out[n] = _history_from_minutes(n, a, b, 60, minutes)
+        return out
+
+    def forecast_metas(self, names: Sequence[str]) -> dict[str, tuple[int | None, int | None]]:
+        items = self._batch_get([(f"TARGET#{n}", "FORECAST") for n in names], "PK, SK, issued_at, refit_requested_at")
+        out: dict[str, tuple[int | None, int | None]] = {}
+        for n in names:
+            item = items.get((f"TARGET#{n}", "FORECAST"), {})
+            issued, asked = item.get("issued_at"), item.get("refit_requested_at")
+            out[n] = (int(issued) if issued is not None else None, int(asked) if asked is not None else None)
+        return out
 
     # -- targets
     def put_target(self, cfg: TargetConfig, expected_version: int | None = None) -> TargetConfig:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import urllib.request
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -71,6 +72,10 @@ class LocalAws:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self._server.start()
         _, self.port = self._server.get_host_and_port()
+        # moto's backends live in this process: start from an empty account even if an earlier run left state.
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as resp:  # our own loopback server
+            resp.read()
         values = ENV | {"AWS_ENDPOINT_URL": self.endpoint}
         self._saved_env = {k: os.environ.get(k) for k in values}
         os.environ.update(values)

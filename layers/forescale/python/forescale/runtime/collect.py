@@ -326,10 +326,10 @@ class CollectService:
 
     def _above_forecast(self, newest: Iterable[DemandSampleDetail]) -> list[DemandAboveForecastDetail]:
         out: list[DemandAboveForecastDetail] = []
-        for sample in newest:
-            if sample.rate_rps <= 0:
-                continue  # nothing can exceed a band from zero; spare the forecast read
-            forecast = self._forecasts.get(sample.target)
+        busy = [s for s in newest if s.rate_rps > 0]  # nothing can exceed a band from zero: spare the read
+        metas = self.store.forecast_metas([s.target for s in busy]) if busy else {}
+        for sample in busy:
+            forecast = self._forecasts.get_issued(sample.target, metas[sample.target][0])
             if forecast is None:
                 continue
             upper = upper_band(forecast, sample.timestamp)

@@ -70,11 +70,11 @@ class ForecastService:
         step_now = now - now % STEP_S
         summary = ForecastSummary()
         histories: list[SeriesHistory] = []
-        for cfg in self.store.list_targets():
-            if shard_of(cfg.name, shard_count) != shard:
-                continue
+        mine = [cfg for cfg in self.store.list_targets() if shard_of(cfg.name, shard_count) == shard]
+        metas = self.store.forecast_metas([cfg.name for cfg in mine]) if mine else {}
+        for cfg in mine:
             summary.considered += 1
-            issued, asked = self.store.forecast_meta(cfg.name)
+            issued, asked = metas[cfg.name]
             due = issued is None or step_now - issued >= self.refit_every_s
             drift = not due and asked is not None and asked >= issued and step_now - issued >= self.min_refit_gap_s  # type: ignore[operator]
             if not (due or drift):

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from forescale.adapters.events import EventPublisher
-from forescale.adapters.state import ConflictError, ForecastCache, StateStore
+from forescale.adapters.state import ConflictError, ForecastCache, PlanInputs, StateStore
 from forescale.domain import snapshot
 from forescale.domain.decision import Decision
-from forescale.domain.forecast import Forecast
+from forescale.domain.forecast import Forecast, SeriesHistory
 from forescale.domain.planner import Planner, StepInput
 from forescale.domain.policies import make_policy
 from forescale.runtime.models import (
@@ -31,6 +31,7 @@ from forescale.runtime.models import (
 )
 
 STEP_S = 60
+BATCH_TARGETS = 33  # 3 items per target: one BatchGetItem (100 keys) per 33 targets
 
 
 @dataclass(slots=True)
@@ -66,8 +67,15 @@ def restore_planner(
     With no usable snapshot (a new target, or a config change that reshaped the policy) a fresh
     planner starts, to be warmed up from the stored samples of the last `warmup_s`.
     """
-    planner = build_planner(cfg)
     blob, version, observed_until = store.get_planner(cfg.name)
+    return restore_from(cfg, blob, version, observed_until, step_now, warmup_s)
+
+
+def restore_from(
+    cfg: TargetConfig, blob: bytes | None, version: int, observed_until: int, step_now: int, warmup_s: int
+) -> tuple[Planner, int, int, bool]:
+    """`restore_planner` from a snapshot already read."""
+    planner = build_planner(cfg)
     if blob is not None:
         try:
             snapshot.load(planner, blob)
@@ -130,13 +138,27 @@ class PlanService:
         step_now = now - now % STEP_S
         summary = PlanSummary()
         made: list[DecisionMadeDetail] = []
+        inputs: dict[str, PlanInputs] = {}
+        for i in range(0, len(targets), BATCH_TARGETS):
+            inputs |= self.store.plan_inputs(targets[i : i + BATCH_TARGETS])
+        restored: dict[str, tuple[TargetConfig, Planner, int, int]] = {}
         for name in targets:
-            cfg = self.store.get_target(name)
-            if cfg is None:
+            got = inputs[name]
+            if got.config is None:
                 summary.unknown_targets.append(name)
                 continue
+            planner, version, observed, fresh = restore_from(
+                got.config, got.planner, got.planner_version, got.observed_until, step_now, self.warmup_s
+            )
+            summary.fresh_planners += int(fresh)
+            restored[name] = (got.config, planner, version, observed)
+        spans = {n: (observed, step_now) for n, (_, _, _, observed) in restored.items() if observed < step_now}
+        histories = self.store.recent_histories(spans) if spans else {}
+        for name, (cfg, planner, version, _observed) in restored.items():
             try:
-                detail = self._plan_one(cfg, step_now, reason, summary)
+                detail = self._plan_one(
+                    cfg, planner, version, histories.get(name), inputs[name], step_now, reason, summary
+                )
             except ConflictError:
                 summary.conflicts += 1  # another run stored this step first; its decision stands
                 continue
@@ -146,18 +168,19 @@ class PlanService:
             self.publisher.publish("forescale.DecisionMade", made)
         return summary
 
-    def _restore(self, cfg: TargetConfig, step_now: int, summary: PlanSummary) -> tuple[Planner, int, int]:
-        planner, version, observed_until, fresh = restore_planner(self.store, cfg, step_now, self.warmup_s)
-        summary.fresh_planners += int(fresh)
-        return planner, version, observed_until
-
     def _plan_one(
-        self, cfg: TargetConfig, step_now: int, reason: str, summary: PlanSummary
+        self,
+        cfg: TargetConfig,
+        planner: Planner,
+        version: int,
+        history: SeriesHistory | None,
+        got: PlanInputs,
+        step_now: int,
+        reason: str,
+        summary: PlanSummary,
     ) -> DecisionMadeDetail | None:
-        planner, version, observed_until = self._restore(cfg, step_now, summary)
         last_decided = planner.last_decided_at
-        if observed_until < step_now:
-            history = self.store.load_history(cfg.name, observed_until, step_now, STEP_S)
+        if history is not None:
             rates = list(history.rates)
             skip = 0
             if planner.policy.history.last_ts is None:
@@ -165,7 +188,7 @@ class PlanService:
                 skip = next((i for i, r in enumerate(rates) if r is not None), len(rates))
             for i in range(skip, len(rates)):
                 planner.observe(history.start + i * STEP_S, rates[i])
-        forecast = self._forecasts.get(cfg.name)
+        forecast = self._forecasts.get_issued(cfg.name, got.forecast_issued_at)
         new_forecast = forecast is not None and forecast.issued_at > planner.forecast_issued_at
         if forecast is not None:
             if new_forecast:
@@ -180,7 +203,7 @@ class PlanService:
             if new_forecast:
                 self.store.put_planner(cfg.name, snapshot.dump(planner), step_now, version)
             return None
-        state = self.store.get_state(cfg.name)
+        state = got.state
         asked_before = planner.refit_requested
         decision = planner.decide(StepInput(now=step_now, applied=state.capacity))
         if planner.refit_requested and not asked_before:

@@ -1,0 +1,504 @@
+"""`forescale demo`: the whole deployed system on loopback, on a simulated clock.
+
+1. AWS on 127.0.0.1: moto's ThreadedMotoServer on a free port, with forescale's moto extension.
+2. Into it, what a user's account and the CDK stack would hold: one Lambda function with a `live`
+   alias per Lambda target and a SageMaker GPU endpoint per SageMaker target (tagged
+   `forescale:managed=true`), the DynamoDB table, the event bus, a DLQ per function and the routes.
+3. The targets are registered (active), and the history before the demo window is loaded into the
+   table as if collect had been running (samples only; nothing was decided then).
+4. Every simulated minute: the minute's CloudWatch metrics are written into moto; the real handlers
+   run with real-shaped events: collect (schedule), forecast (schedule; every minute here, so its
+   daily refits happen when replay's do), then the events they publish are delivered (plan, react,
+   act) by the local router, and act's schedule sweeps in-flight work. act changes the capacities in
+   moto through boto3.
+5. At the end the capacities read back from moto are compared with the last decisions, and the
+   report is written (forescale.demo.report).
+
+The same decisions come out of `forescale replay` with `ReplayConfig(start_at=..., react=True)` on
+the same workload and seed: a test holds the demo to that.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from forescale.domain.forecast import Forecast
+from forescale.replay.engine import DecisionRow
+from forescale.replay.trace import Trace
+from forescale.runtime.models import DecisionRecord, InstanceTypeSpec, Mode, TargetConfig
+
+DAY_S = 86_400
+ALIAS = "live"
+VARIANT = "AllTraffic"
+ROLE = "arn:aws:iam::123456789012:role/forescale-demo-function"
+
+
+@dataclass
+class DemoOptions:
+    # 6 simulated hours by default: each simulated minute costs ~0.6 s here (about 100 AWS calls to moto's
+    # dev server, which opens a connection per request); `--days 2` runs the two days the issue names.
+    days: float = 0.25
+    history_days: float = 7.0
+    seed: int = 7
+    out: Path = Path("out/demo")
+    targets: tuple[str, ...] | None = None
+    trace: Path | None = None
+    port: int = 0
+    progress: bool = True
+
+
+@dataclass
+class DemoRun:
+    trace: Trace
+    start_at: int
+    configs: dict[str, TargetConfig]
+    rows: list[DecisionRow] = field(default_factory=list)
+    initial_rows: list[DecisionRow] = field(default_factory=list)
+    records: list[DecisionRecord] = field(default_factory=list)
+    forecasts: dict[str, list[tuple[int, Forecast]]] = field(default_factory=dict)
+    in_aws: dict[str, tuple[int, str | None]] = field(default_factory=dict)  # read back at the end
+    wall_s: float = 0.0
+    api_calls: int = 0
+    port: int = 0
+    port_note: str = ""
+    dlq_messages: dict[str, int] = field(default_factory=dict)
+    calls_by_operation: dict[str, int] = field(default_factory=dict)
+    wall_by_phase: dict[str, float] = field(default_factory=dict)
+
+
+def target_config(name: str, trace: Trace) -> TargetConfig:
+    """The registration a user would make for this workload target (active; resource names = target name)."""
+    t = trace.targets[name].to_target()
+    common: dict[str, Any] = {
+        "name": name,
+        "kind": t.kind,
+        "min_capacity": t.min_capacity,
+        "max_capacity": t.max_capacity,
+        "slo_miss": t.slo_miss,
+        "duration_s": t.duration_s,
+        "memory_mb": t.memory_mb,
+        "mode": Mode.ACTIVE,
+        "lead_up_s": t.lead_times.up_s,
+        "guardrails": {"stabilisation_window_s": 0},  # replay's default settings: bounds only
+    }
+    if t.is_lambda:
+        return TargetConfig(**common, function_name=name, qualifier=ALIAS)
+    catalog = tuple(
+        InstanceTypeSpec(name=c.name, price_per_hour=c.price_per_hour, capacity_rps=c.capacity_rps) for c in t.catalog
+    )
+    return TargetConfig(
+        **common, endpoint_name=name, variant_name=VARIANT, catalog=catalog, instance_type=t.instance_type
+    )
+
+
+def load_workload(opts: DemoOptions) -> Trace:
+    from forescale.replay.trace import load_trace, select_targets
+    from forescale.replay.workload import generate
+
+    if opts.trace is not None:
+        trace = load_trace(opts.trace)
+        return select_targets(trace, opts.targets) if opts.targets else trace
+    return generate(days=opts.history_days + opts.days, step_s=60, seed=opts.seed, targets=opts.targets)
+
+
+def _zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("app.py", "def handler(event, context):\n    return {'ok': True}\n")
+    return buf.getvalue()
+
+
+def initial_capacities(trace: Trace, start_at: int) -> dict[str, tuple[int, str | None]]:
+    """What target tracking had set when forescale takes over: the demo account ran it until `start_at`."""
+    from forescale.replay.engine import ReplayConfig, replay
+
+    before = trace.truncated(start_at)
+    rows = replay(before, ReplayConfig(policy="target-tracking")).rows
+    out: dict[str, tuple[int, str | None]] = {}
+    for name, tt in trace.targets.items():
+        t = tt.to_target()
+        last = [r for r in rows if r.target == name]
+        capacity = last[-1].capacity if last else (0 if t.is_lambda else max(1, t.min_capacity))
+        out[name] = (capacity, None if t.is_lambda else t.instance_type)
+    return out
+
+
+def provision_resources(
+    aws: Any, trace: Trace, configs: dict[str, TargetConfig], initial: dict[str, tuple[int, str | None]]
+) -> None:
+    """The user's resources forescale manages: Lambda functions with an alias, SageMaker endpoints,
+    at the capacity target tracking had given them."""
+    iam, lam, sm = aws.client("iam"), aws.client("lambda"), aws.client("sagemaker")
+    iam.create_role(RoleName="forescale-demo-function", AssumeRolePolicyDocument="{}")
+    code = _zip()
+    for name, cfg in configs.items():
+        tags = {"forescale:managed": "true"}
+        if cfg.kind.is_lambda:
+            lam.create_function(
+                FunctionName=name,
+                Runtime="python3.12",
+                Role=ROLE,
+                Handler="app.handler",
+                Code={"ZipFile": code},
+                MemorySize=cfg.memory_mb,
+                Tags=tags,
+            )
+            version = lam.publish_version(FunctionName=name)["Version"]
+            lam.create_alias(FunctionName=name, Name=ALIAS, FunctionVersion=version)
+            if initial[name][0] > 0:
+                lam.put_provisioned_concurrency_config(
+                    FunctionName=name, Qualifier=ALIAS, ProvisionedConcurrentExecutions=initial[name][0]
+                )
+        else:
+            sm.create_model(
+                ModelName=f"{name}-model",
+                ExecutionRoleArn=ROLE,
+                PrimaryContainer={"Image": "763104351884.dkr.ecr.us-east-1.amazonaws.com/demo:latest"},
+            )
+            sm.create_endpoint_config(
+                EndpointConfigName=f"{name}-config-0",
+                ProductionVariants=[
+                    {
+                        "VariantName": VARIANT,
+                        "ModelName": f"{name}-model",
+                        "InitialInstanceCount": max(1, initial[name][0]),
+                        "InstanceType": str(initial[name][1] or cfg.instance_type),
+                    }
+                ],
+            )
+            sm.create_endpoint(
+                EndpointName=name,
+                EndpointConfigName=f"{name}-config-0",
+                Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+            )
+
+
+def put_minute_metrics(cw: Any, trace: Trace, i: int, configs: dict[str, TargetConfig]) -> None:
+    """Step i's CloudWatch metrics, as AWS would publish them (nothing during a source gap)."""
+    at = datetime.fromtimestamp(trace.time(i), UTC)
+    lam: list[dict[str, Any]] = []
+    sm: list[dict[str, Any]] = []
+    for name, cfg in configs.items():
+        requests = trace.targets[name].requests[i]
+        if cfg.kind.is_lambda:
+            dims = [{"Name": "FunctionName", "Value": name}, {"Name": "Resource", "Value": f"{name}:{ALIAS}"}]
+            if requests > 0:  # Lambda publishes nothing for a minute without invocations
+                lam += [
+                    {
+                        "MetricName": "Invocations",
+                        "Dimensions": dims,
+                        "Timestamp": at,
+                        "Value": requests,
+                        "Unit": "Count",
+                    },
+                    {
+                        "MetricName": "Duration",
+                        "Dimensions": dims,
+                        "Timestamp": at,
+                        "Value": cfg.duration_s * 1000,
+                        "Unit": "Milliseconds",
+                    },
+                    {
+                        "MetricName": "ConcurrentExecutions",
+                        "Dimensions": dims,
+                        "Timestamp": at,
+                        "Value": requests / trace.step_s * cfg.duration_s,
+                        "Unit": "Count",
+                    },
+                ]
+        else:
+            dims = [{"Name": "EndpointName", "Value": name}, {"Name": "VariantName", "Value": VARIANT}]
+            sm.append(
+                {"MetricName": "Invocations", "Dimensions": dims, "Timestamp": at, "Value": requests, "Unit": "None"}
+            )
+            sm.append(
+                {
+                    "MetricName": "ModelLatency",
+                    "Dimensions": dims,
+                    "Timestamp": at,
+                    "Value": 45_000.0,
+                    "Unit": "Microseconds",
+                }
+            )
+    for namespace, data in (("AWS/Lambda", lam), ("AWS/SageMaker", sm)):
+        for k in range(0, len(data), 1000):
+            cw.put_metric_data(Namespace=namespace, MetricData=data[k : k + 1000])
+
+
+def _prune_cloudwatch(keep_after: int) -> None:
+    """Demo housekeeping: moto scans every stored datapoint on each GetMetricData; keep the last hour."""
+    from moto.cloudwatch.models import cloudwatch_backends
+
+    aware = datetime.fromtimestamp(keep_after, UTC)
+    naive = aware.replace(tzinfo=None)  # moto stores some timestamps naive (UTC), some aware
+    for account in cloudwatch_backends.values():
+        for backend in account.values():
+            backend.metric_data = [
+                m for m in backend.metric_data if m.timestamp >= (naive if m.timestamp.tzinfo is None else aware)
+            ]
+
+
+class _Progress:
+    def __init__(self, total: int, stream: TextIO, enabled: bool) -> None:
+        self.total, self.stream, self.enabled = total, stream, enabled and stream.isatty()
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+
+    def update(self, done: int, sim_at: int, decisions: int) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if now - self.last < 0.2 and done < self.total:
+            return
+        self.last = now
+        width = 30
+        filled = int(width * done / self.total)
+        stamp = datetime.fromtimestamp(sim_at, UTC).strftime("%a %H:%M")
+        self.stream.write(
+            f"\r  [{'#' * filled}{'.' * (width - filled)}] {stamp} UTC · {done}/{self.total} min · "
+            f"{decisions} decisions · {now - self.t0:4.0f} s"
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+
+
+def run_pipeline(opts: DemoOptions, log: Callable[[str], None] = print) -> DemoRun:
+    """Steps 1-5 of the module docstring; returns what happened (the report is written by `run_demo`)."""
+    from forescale.local.environment import environment_variables, function_env, provision
+    from forescale.local.router import LambdaContextStub, load_handler, scheduled_event
+    from forescale.local.server import LocalAws, SimClock
+    from forescale.runtime import lambda_support
+
+    t_wall = time.perf_counter()
+    trace = load_workload(opts)
+    history_steps = round(opts.history_days * DAY_S / trace.step_s)
+    if trace.step_s != 60:
+        raise ValueError(f"the demo runs the deployed one-minute pipeline; the trace's step is {trace.step_s} s")
+    if not 0 < history_steps < trace.steps:
+        raise ValueError(f"need history ({opts.history_days} d) shorter than the workload ({trace.steps} steps)")
+    start_at = trace.time(history_steps)
+    configs = {name: target_config(name, trace) for name in sorted(trace.targets)}
+    run = DemoRun(trace=trace, start_at=start_at, configs=configs)
+    clock = SimClock(start_at)
+    env = function_env("forescale-demo", "forescale-demo") | {
+        "METRIC_DELAY_S": "0",  # the simulation publishes each minute as it ends
+        "REREAD_MINUTES": "1",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_IDEMPOTENCY_DISABLED": "false",
+    }
+    calls = [0]
+    with LocalAws(opts.port, clock) as aws, environment_variables(env):
+        run.port, run.port_note = aws.port, aws.note
+        log(f"moto (AWS on loopback) at {aws.endpoint}" + (f" ({aws.note})" if aws.note else ""))
+        lambda_support.set_clock(clock)
+        import botocore.client
+
+        def count_call(**kwargs: Any) -> None:
+            calls[0] += 1
+            op = kwargs.get("event_name", "?").split(".", 1)[-1]
+            run.calls_by_operation[op] = run.calls_by_operation.get(op, 0) + 1
+
+        # Every client in this process (handlers, router, this loop) reports its calls here.
+        original = botocore.client.BaseClient.__init__
+
+        def counting_init(self: Any, *args: Any, **kwargs: Any) -> None:
+            original(self, *args, **kwargs)
+            self.meta.events.register("before-call.*.*", count_call)
+
+        botocore.client.BaseClient.__init__ = counting_init  # type: ignore[method-assign]
+
+        try:
+            local = provision("forescale-demo", "forescale-demo", functions=("collect", "plan", "act", "react"))
+            initial = initial_capacities(trace, start_at)
+            provision_resources(aws, trace, configs, initial)
+            # For the report: the capacity in force when forescale took over (set an hour before).
+            run.initial_rows = [DecisionRow(start_at - 3600, n, c, t) for n, (c, t) in initial.items()]
+            store = local.store
+            for cfg in configs.values():
+                store.put_target(cfg)
+            # History, as collect would have stored it (gaps stay missing).
+            gaps = trace.gap_flags()
+            from forescale.runtime.models import DemandSampleDetail
+
+            for name in configs:
+                req = trace.targets[name].requests
+                store.put_samples(
+                    [
+                        DemandSampleDetail(target=name, timestamp=trace.time(i), requests=req[i])
+                        for i in range(history_steps)
+                        if not gaps[i]
+                    ],
+                    ttl_s=30 * DAY_S,
+                )
+            log(
+                f"provisioned {len(configs)} targets; {opts.history_days:g} days of history loaded; "
+                f"running {opts.days:g} simulated days"
+            )
+            collect, forecast, act = load_handler("collect"), load_handler("forecast"), load_handler("act")
+
+            def keep_forecasts(event: dict[str, Any], _ctx: Any) -> None:
+                for name in event["detail"]["targets"]:
+                    fc = store.get_forecast(name)
+                    if fc is not None:
+                        run.forecasts.setdefault(name, []).append((fc.issued_at, fc))
+
+            local.router.subscribe("report", ("forescale.ForecastReady",), keep_forecasts)
+            cw = aws.client("cloudwatch")
+            progress = _Progress(trace.steps - history_steps, sys.stderr, opts.progress)
+            for i in range(history_steps, trace.steps):
+                now = trace.time(i)
+                clock.now = now
+                if not gaps[i - 1]:
+                    put_minute_metrics(cw, trace, i - 1, configs)
+                if (i - history_steps) % 60 == 0:
+                    _prune_cloudwatch(now - 3600)
+                t0 = time.perf_counter()
+                collect(scheduled_event(now, "forescale-collect"), LambdaContextStub("collect"))
+                t1 = time.perf_counter()
+                forecast(scheduled_event(now, "forescale-forecast"), LambdaContextStub("forecast"))
+                t2 = time.perf_counter()
+                local.router.drain()
+                t3 = time.perf_counter()
+                act(scheduled_event(now, "forescale-act-sweep"), LambdaContextStub("act"))
+                local.router.drain()
+                t4 = time.perf_counter()
+                for key, dt in (
+                    ("collect", t1 - t0),
+                    ("forecast", t2 - t1),
+                    ("events", t3 - t2),
+                    ("act-sweep", t4 - t3),
+                ):
+                    run.wall_by_phase[key] = run.wall_by_phase.get(key, 0.0) + dt
+                progress.update(i - history_steps + 1, now, len(local.router.deliveries))
+            progress.close()
+            # Settle: no new decisions, act's schedule keeps running until what was decided is in place.
+            for k in range(1, SETTLE_MINUTES + 1):
+                if not _open_work(store, configs):
+                    break
+                clock.now = trace.end + 60 * k
+                act(scheduled_event(int(clock.now), "forescale-act-sweep"), LambdaContextStub("act"))
+                local.router.drain()
+            _collect_results(run, local, aws)
+        finally:
+            lambda_support.set_clock(None)
+            botocore.client.BaseClient.__init__ = original  # type: ignore[method-assign]
+    run.api_calls = calls[0]
+    run.wall_s = time.perf_counter() - t_wall
+    return run
+
+
+SETTLE_MINUTES = 20
+OPEN = frozenset({"pending", "applying", "in-flight", "deferred"})
+
+
+def _open_work(store: Any, configs: dict[str, TargetConfig]) -> bool:
+    for name in configs:
+        newest = store.list_decisions(name, limit=1)
+        if newest and newest[0].status.value in OPEN:
+            return True
+        if store.get_state(name).in_flight is not None:
+            return True
+    return False
+
+
+def _collect_results(run: DemoRun, local: Any, aws: Any) -> None:
+    store = local.store
+    lam, sm = aws.client("lambda"), aws.client("sagemaker")
+    for name, cfg in run.configs.items():
+        records = store.list_decisions(name, limit=100_000, newest_first=False)
+        run.records += records
+        run.rows += [DecisionRow(r.decided_at, name, r.capacity, r.instance_type) for r in records]
+        if cfg.kind.is_lambda:
+            try:
+                pc = lam.get_provisioned_concurrency_config(FunctionName=name, Qualifier=ALIAS)
+                run.in_aws[name] = (int(pc["RequestedProvisionedConcurrentExecutions"]), None)
+            except lam.exceptions.ProvisionedConcurrencyConfigNotFoundException:
+                run.in_aws[name] = (0, None)
+        else:
+            ep = sm.describe_endpoint(EndpointName=name)
+            variant = ep["ProductionVariants"][0]
+            config = sm.describe_endpoint_config(EndpointConfigName=ep["EndpointConfigName"])
+            itype = config["ProductionVariants"][0].get("InstanceType")
+            run.in_aws[name] = (
+                int(variant.get("DesiredInstanceCount") or variant.get("CurrentInstanceCount") or 0),
+                itype,
+            )
+    for fn, url in local.dlqs.items():
+        attrs = local.clients["sqs"].get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+        run.dlq_messages[fn] = int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+    run.rows.sort(key=lambda r: r.decided_at)
+
+
+def run_demo(opts: DemoOptions, out: TextIO = sys.stdout) -> int:
+    """Run the pipeline, compare with the target-tracking baseline, write the report; 0 on success."""
+    from forescale.demo.report import Report, RunFacts, format_summary, trace_window, write_report
+    from forescale.replay.engine import ReplayConfig, replay
+
+    def log(msg: str) -> None:
+        print(msg, file=out, flush=True)
+
+    run = run_pipeline(opts, log)
+    baseline = replay(run.trace, ReplayConfig(policy="target-tracking"))
+    window = trace_window(run.trace, run.start_at)
+    source = str(opts.trace) if opts.trace else "built-in workload"
+    facts = RunFacts(
+        source=source,
+        simulated_days=opts.days,
+        seed=None if opts.trace else opts.seed,
+        history_days=opts.history_days,
+        wall_s=run.wall_s,
+        decisions=len(run.rows),
+        api_calls=run.api_calls,
+        moto_port=run.port,
+    )
+    report = Report(
+        trace=window,
+        forescale_rows=run.initial_rows + run.rows,
+        baseline_rows=baseline.rows,
+        facts=facts,
+        forecasts=run.forecasts,
+        records=run.records,
+    )
+    paths = write_report(report, opts.out)
+    log(format_summary(report))
+    mismatched = _check_capacities(run)
+    for line in mismatched:
+        log(f"warning: {line}")
+    dead = {fn: n for fn, n in run.dlq_messages.items() if n}
+    if dead:
+        log(f"warning: events in dead-letter queues: {dead}")
+    top = sorted(run.calls_by_operation.items(), key=lambda kv: -kv[1])[:12]
+    log("wall time by phase (s): " + ", ".join(f"{k} {v:.1f}" for k, v in run.wall_by_phase.items()))
+    log("AWS calls by operation: " + ", ".join(f"{op} {n}" for op, n in top))
+    log(
+        f"report: {paths['html']}  ({len(run.rows)} decisions, {run.api_calls} AWS calls to moto, "
+        f"wall time {run.wall_s:.0f} s)"
+    )
+    return 0
+
+
+def _check_capacities(run: DemoRun) -> list[str]:
+    """The capacity in moto must equal each target's last decision (act applied it, or it is in flight)."""
+    problems = []
+    for name in run.configs:
+        last = [r for r in run.rows if r.target == name]
+        if not last:
+            continue
+        want = last[-1].capacity
+        got, _ = run.in_aws.get(name, (None, None))
+        if got != want:
+            problems.append(f"{name}: moto has {got}, the last decision asked for {want}")
+    return problems
