@@ -175,3 +175,35 @@ def test_given_a_day_of_samples_when_forecast_runs_then_statsforecast_forecasts_
     assert blob is not None
     again = forecast(scheduled_event(START + 1505 * 60, "forescale-forecast"), LambdaContextStub("forecast"))
     assert again["refit"] == 0  # refit rarely: not due for a day
+
+
+@pytest.mark.parametrize(
+    ("function", "event_file", "mutate", "needle"),
+    [
+        ("collect", "demand-sample.json", lambda e: e["detail"].update(requests=-1), "detail.requests"),
+        ("collect", "demand-sample.json", lambda e: e["detail"].pop("target"), "detail.target: Field required"),
+        ("act", "decision-made.json", lambda e: e["detail"].update(capacity="lots"), "detail.capacity"),
+        ("act", "decision-made.json", lambda e: e.update({"detail-type": "forescale.Nope"}), "not handled here"),
+        ("react", "demand-above-forecast.json", lambda e: e["detail"].update(observed_rps=-3), "detail.observed_rps"),
+        ("react", "alarm-state-change.json", lambda e: e["detail"].pop("alarmName"), "alarmName"),
+        ("plan", "forecast-ready.json", lambda e: e["detail"].update(targets=["ok"] * 5000), "detail.targets"),
+    ],
+)
+def test_given_a_bad_event_for_any_function_then_it_goes_to_that_functions_dlq_and_nothing_changes(
+    aws: LocalEnvironment, function: str, event_file: str, mutate: Any, needle: str
+) -> None:
+    register(aws)
+    before = table_items(aws)
+    event = json.loads((EVENTS / event_file).read_text())
+    event["id"] = f"bad-{function}"
+    mutate(event)
+    dlq = aws.dlqs.get(function) or aws.clients["sqs"].create_queue(QueueName=f"forescale-{function}-dlq")["QueueUrl"]
+    aws.router.subscriptions = []
+    aws.router.subscribe(function, (event["detail-type"],), load_handler(function), dlq)
+    aws.router.send(event)
+    (delivery,) = aws.router.drain()
+    assert not delivery.ok and delivery.attempts == 3
+    (message,) = aws.clients["sqs"].receive_message(QueueUrl=dlq, MessageAttributeNames=["All"])["Messages"]
+    assert needle in message["MessageAttributes"]["ErrorMessage"]["StringValue"]
+    assert json.loads(message["Body"])["id"] == f"bad-{function}"
+    assert table_items(aws) == before

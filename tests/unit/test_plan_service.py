@@ -226,3 +226,37 @@ def test_given_the_same_workload_then_the_runtime_path_decides_exactly_what_repl
         got.extend((r.decided_at, r.target, r.capacity, r.instance_type) for r in plans.plan(names, now).records)
     assert replayed.forecasts >= 1 and len(want) > 10
     assert sorted(got) == sorted(want)
+
+
+def test_given_metrics_missing_for_hours_then_capacity_never_goes_below_the_floor_nor_drops() -> None:
+    store, bus = InMemoryStateStore(), RecordingPublisher()
+    store.put_target(lambda_target(min_capacity=3, max_capacity=100))
+    store.put_samples(samples("api", [0.5] * 60), ttl_s=86_400)  # nearly idle, then nothing at all
+    service = PlanService(store, bus)
+    capacities = []
+    for k in range(60, 60 + 4 * 60):
+        service.plan(["api"], START + 60 * k)
+        capacities.append(store.list_decisions("api", limit=1)[0].capacity if store.list_decisions("api") else None)
+    decided = [c for c in capacities if c is not None]
+    assert decided and min(decided) >= 3
+    assert decided == sorted(decided)  # never scales in on missing data
+
+
+def test_given_no_forecast_for_hours_then_the_reactive_path_still_follows_a_surge() -> None:
+    store, bus = InMemoryStateStore(), RecordingPublisher()
+    store.put_target(lambda_target(max_capacity=1000))
+    # A forecast that ran out hours ago (the forecaster is down), then demand triples.
+    stale = Forecast("api", START, START, 60, {0.5: (10.0,) * 60, 0.99: (12.0,) * 60}, "flat")
+    store.put_forecast(stale)
+    rates = [10.0] * 300 + [30.0] * 30
+    store.put_samples(samples("api", rates), ttl_s=86_400)
+    service = PlanService(store, bus, warmup_s=6 * 3600)
+    service.plan(["api"], START + 300 * 60)
+    before = store.list_decisions("api")[0].capacity
+    for k in range(301, 331):
+        service.plan(["api"], START + 60 * k)
+    after = store.list_decisions("api")[0].capacity
+    from forescale.domain.sizing import lambda_concurrency_for
+
+    # Sized for at least the surge itself (Erlang B at the SLO for 30 req/s × 0.1 s), well above before.
+    assert after >= lambda_concurrency_for(30 * 0.1, 0.01) > before
