@@ -260,6 +260,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TraceError as e:
         print(f"forescale {a.command}: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Context managers have run by now: the loopback AWS server is stopped, the environment restored.
+        print(f"forescale {a.command}: interrupted; nothing is left running", file=sys.stderr)
+        return 130
     except (ValueError, json.JSONDecodeError) as e:
         print(f"forescale {a.command}: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,80 @@
+"""`forescale demo` as a user runs it: bad input, a taken port, and Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from forescale.cli import main
+from forescale.local.server import LocalAws, port_is_free
+
+
+def test_given_a_malformed_trace_then_exit_2_naming_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = tmp_path / "bad.csv"
+    trace.write_text("timestamp,target,requests\n1795392000,api,10\n1795392060,api,lots\n")
+    (tmp_path / "bad.targets.json").write_text(
+        '{"step_s": 60, "targets": {"api": {"kind": "lambda", "duration_ms": 100}}}'
+    )
+    assert main(["demo", "--trace", str(trace), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.csv" in err and ":3" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_given_the_asked_port_is_taken_then_another_is_used() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        with LocalAws(port=taken) as aws:
+            assert aws.port != taken and "taken" in aws.note
+            assert os.environ["AWS_ENDPOINT_URL"] == aws.endpoint
+            assert aws.client("sqs").list_queues().get("QueueUrls", []) == []
+        assert "AWS_ENDPOINT_URL" not in os.environ or os.environ["AWS_ENDPOINT_URL"] != aws.endpoint
+
+
+@pytest.mark.slow
+def test_given_ctrl_c_then_the_demo_stops_cleanly_and_frees_its_port(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "forescale.cli",
+            "demo",
+            "--days",
+            "1",
+            "--history-days",
+            "1.02",
+            "--out",
+            str(tmp_path / "out"),
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    port = None
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if "running" in line:  # provisioned and in the minute loop
+            break
+        if "127.0.0.1:" in line:
+            port = int(line.split("127.0.0.1:")[1].split()[0].strip("()"))
+    assert port is not None
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted; nothing is left running" in err
+    assert port_is_free(port)
