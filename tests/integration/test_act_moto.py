@@ -158,7 +158,7 @@ def test_concurrent_acts_apply_each_decision_once_through_the_threaded_server() 
 
         settings = ActSettings(TABLE_NAME=TABLE, EVENT_BUS_NAME=BUS)
         services = []
-        for _ in range(4):  # four acts: two get the DecisionMade batch (a redelivery), two run the sweep
+        for _ in range(8):  # eight acts: four get the DecisionMade batch (redeliveries), four run the sweep
             clients = {s: make(s) for s in ("dynamodb", "events", "lambda", "sagemaker", "application-autoscaling")}
             clients["lambda"].meta.events.register("after-call.lambda", count)
             clock = ManualClock(0.0)
