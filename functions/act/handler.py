@@ -12,10 +12,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from botocore.config import Config
 
 from forescale.adapters.autoscaling import ApplicationAutoScaling
 from forescale.adapters.events import EventPublisher
@@ -56,6 +54,9 @@ def _default_client(service: str) -> Any:
     if service != "lambda":
         return lambda_support.client(service)
     if not _lambda_client:
+        import boto3  # on first use: boto3 is most of a light handler's cold import
+        from botocore.config import Config
+
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         # botocore's own retries off: the CallGate retries, and every attempt must take a limiter token.
         _lambda_client.append(
