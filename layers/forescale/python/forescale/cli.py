@@ -94,7 +94,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     dp = sub.add_parser("demo", help="run the whole system locally on moto and write a report")
     dp.add_argument(
-        "--days", type=float, default=0.25, help="simulated days to run (default 0.25: about 4 minutes here)"
+        "--days", type=float, default=0.1, help="simulated days to run (default 0.1: 2.4 hours, a few minutes here)"
     )
     dp.add_argument("--history-days", type=float, default=7.0, help="history before the run (default 7)")
     dp.add_argument("--seed", type=int, default=7)
