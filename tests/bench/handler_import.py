@@ -28,7 +28,9 @@ def import_ms(function: str) -> tuple[float, list[tuple[str, float]]]:
         f"spec = importlib.util.spec_from_file_location('handler', {str(path)!r})\n"
         "m = importlib.util.module_from_spec(spec); sys.modules['handler'] = m; spec.loader.exec_module(m)\n"
     )
-    err = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True).stderr
+    err = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True
+    ).stderr
     tops = [(m.group(2), int(m.group(1)) / 1000) for line in err.splitlines() if (m := LINE.match(line))]
     return sum(ms for _, ms in tops), sorted(tops, key=lambda t: -t[1])[:4]
 

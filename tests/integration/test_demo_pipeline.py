@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -60,10 +61,8 @@ def test_given_the_same_workload_then_replay_makes_exactly_the_demos_decisions(d
 
 def test_given_a_short_demo_then_the_report_is_complete_and_beats_target_tracking(tmp_path: Path) -> None:
     out = tmp_path / "report"
-    assert (
-        run_demo(DemoOptions(days=0.04, history_days=1.02, seed=8, out=out, progress=False), out=open("/dev/null", "w"))
-        == 0
-    )
+    with open(os.devnull, "w") as quiet:
+        assert run_demo(DemoOptions(days=0.04, history_days=1.02, seed=8, out=out, progress=False), out=quiet) == 0
     assert (out / "report.html").stat().st_size > 10_000
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert len(pngs) == 4
