@@ -43,6 +43,9 @@ def build_service(settings: ForecastSettings) -> ForecastService:
     )
 
 
+_warm: dict[tuple[ForecastSettings, int], ForecastService] = {}
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -66,7 +69,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         raise EventError("a shard input needs `time` (epoch seconds) so that a retry forecasts the same moment")
 
     def run() -> dict[str, Any]:
-        summary = build_service(settings).run(now, shard.shard, shard.shard_count)
+        # One service per warm process: its adapter keeps each target's fitted state between cycles, so
+        # a cycle between daily refits only updates (numpy), as replay's single adapter does.
+        key = (settings, id(lambda_support.client("dynamodb")))  # new clients (a reset) → a new service
+        if key not in _warm:
+            _warm[key] = build_service(settings)
+        summary = _warm[key].run(now, shard.shard, shard.shard_count)
         return {
             "considered": summary.considered,
             "refit": len(summary.refit),

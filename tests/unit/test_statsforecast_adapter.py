@@ -73,7 +73,7 @@ def test_grid_starts_at_history_end_on_its_step(seasonal: tuple[SeriesHistory, F
     assert fc.start == history.end == fc.issued_at
     assert fc.step_s == history.step_s
     assert fc.horizon_steps == DAY // STEP
-    assert set(fc.quantiles) == {0.01, 0.05, 0.1, 0.5, 0.9, 0.95, 0.99}
+    assert set(fc.quantiles) == {0.01, 0.05, 0.1, 0.5, 0.9, 0.92, 0.95, 0.99}
     assert all(isinstance(v, float) for v in fc.quantiles[0.5])
 
 
@@ -95,7 +95,9 @@ def test_sparse_series_gets_an_intermittent_model() -> None:
     assert max(fc.quantiles[0.99]) > 0
 
 
-def test_short_empty_and_all_zero_histories_are_omitted(seasonal: tuple[SeriesHistory, Forecast]) -> None:
+def test_no_data_is_omitted_and_short_or_zero_histories_get_flagged_fallbacks(
+    seasonal: tuple[SeriesHistory, Forecast],
+) -> None:
     good, _ = seasonal
     _, rates = daily(0.9)
     histories = [
@@ -108,7 +110,12 @@ def test_short_empty_and_all_zero_histories_are_omitted(seasonal: tuple[SeriesHi
         SeriesHistory("late", T0, STEP, [None] * (9 * DAY // STEP) + rates[-120:] + [None] * 24),
     ]
     out = StatsForecastAdapter().forecast(histories, DAY)
-    assert set(out) == {"web"}
+    assert set(out) == {"web", "short", "zero", "late"}  # missing everywhere is not zero demand: no forecast
+    assert out["zero"].model == "Zero" and max(out["zero"].quantiles[0.99]) == 0.0
+    for name in ("short", "late"):
+        assert out[name].model == "Fallback"
+        assert any(n.startswith("fallback:") for n in out[name].notes)
+        assert_ordered(out[name])
 
 
 @pytest.mark.parametrize("gap_day", [5, 9], ids=["mid-history", "last-day"])

@@ -89,6 +89,7 @@ def _build_parser() -> argparse.ArgumentParser:
     bf.add_argument("--refit-sample", type=int, default=500, help="targets refitted to time refits (default 500)")
     bf.add_argument("--accuracy-targets", type=int, default=100, help="fleet targets scored (default 100)")
     bf.add_argument("--score-days", type=float, default=7.0, help="days scored after the 7-day warm-up")
+    bf.add_argument("--no-cold-start", action="store_true", help="skip the cold-start subprocesses (~15 s)")
     bf.add_argument("--out", type=Path, default=None, help="write the markdown table here")
     bf.add_argument("--json", type=Path, default=None, help="write the raw results here")
 
@@ -200,6 +201,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
             refit_sample=a.refit_sample,
             accuracy_targets=a.accuracy_targets,
             score_days=a.score_days,
+            cold=not a.no_cold_start,
         )
     from forescale.replay.bench import run_bench
 
