@@ -2,7 +2,7 @@
 started in the background at the same moment so the two synths overlap instead of adding up.
 
 - `default` stack: the configuration a new user gets (nothing declared, dry-run, one forecast shard).
-- `fleet` stack: tag discovery for 5,000 expected targets (3 shards → the Step Functions fan-out),
+- `fleet` stack: tag discovery for 25,000 expected targets (3 shards → the Step Functions fan-out),
   a customer KMS key, an SNS alarm topic, two declared targets, and a fixed account and region.
 """
 
@@ -32,7 +32,7 @@ FLEET_CONFIG: dict[str, Any] = {
     "account": "123456789012",
     "region": "eu-west-1",
     "tag_discovery": True,
-    "expected_targets": 5000,
+    "expected_targets": 25_000,
     "kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
     "alarm_topic_arn": "arn:aws:sns:eu-west-1:123456789012:forescale-ops",
     "targets": [

@@ -15,7 +15,7 @@ def test_given_no_configuration_when_loaded_then_a_dry_run_single_shard_install(
     config = InfraConfig.load({}, base_dir=Path("."))
     assert config.default_mode == "dry-run"
     assert config.targets == () and not config.tag_discovery
-    assert config.forecast_shard_size == 2000
+    assert config.forecast_shard_size == 10_000
     assert (config.forecast_shard_count, config.fan_out) == (1, False)
     assert config.schedules.collect == "rate(1 minute)"
     assert config.schedules.forecast == "rate(5 minutes)"
@@ -71,8 +71,8 @@ def test_given_a_config_file_when_context_overrides_a_key_then_context_wins(tmp_
         ({"alarm_prefix": "ops-x"}, "must not start with 'ops-'"),
         ({"expected_targets": "100"}, "expected_targets only applies with tag_discovery"),
         (
-            {"tag_discovery": "true", "expected_targets": "30000", "forecast_max_parallel_shards": "10"},
-            "need 15 forecast shards of 2000, more than forecast_max_parallel_shards=10",
+            {"tag_discovery": "true", "expected_targets": "150000", "forecast_max_parallel_shards": "10"},
+            "need 15 forecast shards of 10000, more than forecast_max_parallel_shards=10",
         ),
         ({"functions": '{"colect": {"memory_mb": 256, "timeout_s": 10}}'}, "unknown function(s) ['colect']"),
         (
