@@ -260,3 +260,21 @@ def test_given_no_forecast_for_hours_then_the_reactive_path_still_follows_a_surg
 
     # Sized for at least the surge itself (Erlang B at the SLO for 30 req/s × 0.1 s), well above before.
     assert after >= lambda_concurrency_for(30 * 0.1, 0.01) > before
+
+
+def test_given_react_lands_before_the_step_is_planned_then_the_step_is_still_decided() -> None:
+    from forescale.runtime.models import DemandAboveForecastDetail
+    from forescale.runtime.react import ReactService
+
+    store, bus = InMemoryStateStore(), RecordingPublisher()
+    store.put_target(lambda_target())
+    store.put_samples(samples("api", [20.0] * 30), ttl_s=86_400)
+    plans = PlanService(store, bus)
+    plans.plan(["api"], START + 30 * 60)
+    store.put_samples(samples("api", [90.0], START + 30 * 60), ttl_s=86_400)
+    # EventBridge does not order events: the reaction to minute 30 arrives before minute 31 is planned.
+    ReactService(store, bus).on_demand_above(
+        [DemandAboveForecastDetail(target="api", timestamp=START + 30 * 60, observed_rps=90.0, upper_rps=30.0)]
+    )
+    summary = plans.plan(["api"], START + 31 * 60)
+    assert summary.decided == 1 and summary.duplicates == 0

@@ -115,7 +115,12 @@ class Planner:
             wanted = max(self.requested + 1, math.ceil(self.requested * 1.5))
             demand = 0.0
         rec = Recommendation(max(wanted, self.requested), f"react: {why}", demand, refit=True, panic=True)
-        return self._shape_and_record(step, rec, applied)
+        # A reaction is not the step's decision: if it lands before the step is planned (events are not
+        # ordered), the step must still be decided, so `last_decided_at` keeps the last step decision.
+        last_step = self.last_decided_at
+        decision = self._shape_and_record(step, rec, applied)
+        self.last_decided_at = last_step
+        return decision
 
     def _shape_and_record(self, step: StepInput, rec: Recommendation, applied: int) -> Decision:
         now = step.now
