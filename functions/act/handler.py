@@ -23,7 +23,7 @@ from forescale.adapters.state import DynamoStateStore
 from forescale.domain.ratelimit import CallGate, TokenBucket
 from forescale.runtime import lambda_support
 from forescale.runtime.act import ActOptions, ActService, ActSummary
-from forescale.runtime.events import DecisionMadeEvent, EventError, ScheduledEvent, parse_event
+from forescale.runtime.events import DecisionMadeEvent, EventError, ScheduledEvent
 from forescale.runtime.observability import logger, metrics, tracer
 from forescale.runtime.settings import ActSettings
 
@@ -127,12 +127,7 @@ def run(service: ActService, event: EventBridgeModel, now: int) -> dict[str, Any
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = ActSettings.from_env()
-    try:
-        parsed = parse_event(event, ACCEPTED)
-    except EventError:
-        # Re-raised so Lambda's async retries and the DLQ keep the event.
-        logger.exception("act rejected an event")
-        raise
+    parsed = lambda_support.parse_or_reject(event, ACCEPTED)
     service = _service(settings)
     now = lambda_support.now()  # wall time in Lambda; the local demo's simulated clock when it sets one
     return lambda_support.once(settings, "act", parsed.id, lambda: run(service, parsed, now), context)

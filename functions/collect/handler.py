@@ -20,7 +20,7 @@ from forescale.adapters.state import ConflictError, DynamoStateStore
 from forescale.adapters.tagging import TagDiscovery
 from forescale.runtime import lambda_support
 from forescale.runtime.collect import CollectService
-from forescale.runtime.events import DemandSampleEvent, EventError, ScheduledEvent, parse_event
+from forescale.runtime.events import DemandSampleEvent, ScheduledEvent
 from forescale.runtime.models import Mode
 from forescale.runtime.observability import logger, metrics, tracer
 from forescale.runtime.settings import CollectSettings
@@ -98,12 +98,7 @@ def register_tagged(settings: CollectSettings, service: CollectService, clients:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = CollectSettings.from_env()
-    try:
-        parsed = parse_event(event, ACCEPTED)
-    except EventError as exc:
-        logger.error("invalid event", extra={"error": str(exc)})
-        metrics.add_metric(name="InvalidEvents", unit=MetricUnit.Count, value=1)
-        raise  # Lambda retries, then the event goes to this function's DLQ
+    parsed = lambda_support.parse_or_reject(event, ACCEPTED)
 
     def run() -> dict[str, Any]:
         service = warm_service(settings)

@@ -8,7 +8,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from forescale.runtime import lambda_support
-from forescale.runtime.events import AlarmStateChangeEvent, DemandAboveForecastEvent, EventError, parse_event
+from forescale.runtime.events import AlarmStateChangeEvent, DemandAboveForecastEvent
 from forescale.runtime.observability import logger, metrics, tracer
 from forescale.runtime.react import ReactService
 from forescale.runtime.settings import ReactSettings
@@ -25,12 +25,7 @@ def build_service(settings: ReactSettings) -> ReactService:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = ReactSettings.from_env()
-    try:
-        parsed = parse_event(event, ACCEPTED)
-    except EventError as exc:
-        logger.error("invalid event", extra={"error": str(exc)})
-        metrics.add_metric(name="InvalidEvents", unit=MetricUnit.Count, value=1)
-        raise
+    parsed = lambda_support.parse_or_reject(event, ACCEPTED)
 
     def run() -> dict[str, Any]:
         service = build_service(settings)

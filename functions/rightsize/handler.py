@@ -8,7 +8,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from forescale.runtime import lambda_support
-from forescale.runtime.events import EventError, parse_event
 from forescale.runtime.observability import logger, metrics, tracer
 from forescale.runtime.rightsize import RightsizeService
 from forescale.runtime.settings import RightsizeSettings
@@ -23,12 +22,7 @@ def build_service(settings: RightsizeSettings) -> RightsizeService:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = RightsizeSettings.from_env()
-    try:
-        parsed = parse_event(event, ("Scheduled Event",))
-    except EventError as exc:
-        logger.error("invalid event", extra={"error": str(exc)})
-        metrics.add_metric(name="InvalidEvents", unit=MetricUnit.Count, value=1)
-        raise
+    parsed = lambda_support.parse_or_reject(event, ("Scheduled Event",))
     summary = build_service(settings).run(int(parsed.time.timestamp()))
     proposals = {
         name: {

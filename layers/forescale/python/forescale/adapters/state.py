@@ -197,9 +197,6 @@ class ForecastCache:
         self._store = store
         self._cache: dict[str, Forecast] = {}
 
-    def get(self, name: str) -> Forecast | None:
-        return self.get_issued(name, self._store.forecast_meta(name)[0])
-
     def get_issued(self, name: str, issued: int | None) -> Forecast | None:
         """The stored forecast when its issue time is known already (read in a batch)."""
         if issued is None:

@@ -15,10 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from forescale.adapters.events import EventPublisher
 from forescale.adapters.state import DynamoStateStore
+from forescale.runtime.events import EventError, parse_event
+from forescale.runtime.observability import logger, metrics
 from forescale.runtime.settings import FunctionSettings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+    from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 
 IDEMPOTENCY_TTL_S = 3600  # EventBridge redelivers within its 24 h retry window; an hour covers its retries
 
@@ -54,6 +57,19 @@ def reset() -> None:
     """Forget cached clients (tests switch between moto contexts)."""
     _clients.clear()
     _persistence.clear()
+
+
+def parse_or_reject(event: Any, accepted: tuple[str, ...]) -> EventBridgeModel:
+    """The event parsed by its model; a bad one is logged, counted (InvalidEvents) and re-raised, so
+    Lambda's asynchronous retries and then the function's DLQ keep it."""
+    try:
+        return parse_event(event, accepted)
+    except EventError as exc:
+        from aws_lambda_powertools.metrics import MetricUnit
+
+        logger.error("invalid event", extra={"error": str(exc)})
+        metrics.add_metric(name="InvalidEvents", unit=MetricUnit.Count, value=1)
+        raise
 
 
 def state_store(settings: FunctionSettings) -> DynamoStateStore:
