@@ -44,6 +44,7 @@ METRICS = {
     "lost-claims": "ClaimsLost",
     "errors": "ActErrors",
     "publish-errors": "PublishErrors",
+    "state-conflicts": "StateConflicts",
 }
 
 _services: dict[ActSettings, ActService] = {}
@@ -77,8 +78,9 @@ def build_service(
         return clients[name] if clients is not None and name in clients else _default_client(name)
 
     limiter = TokenBucket(settings.LAMBDA_CALLS_PER_SECOND, burst=1, clock=clock, sleep=sleep)
-    lambda_gate = CallGate(aws_error_facts, limiter=limiter, sleep=sleep)
-    other_gate = CallGate(aws_error_facts, sleep=sleep)
+    report = lambda_support.report_retry
+    lambda_gate = CallGate(aws_error_facts, limiter=limiter, sleep=sleep, on_retry=report)
+    other_gate = CallGate(aws_error_facts, sleep=sleep, on_retry=report)
     return ActService(
         store=DynamoStateStore(client("dynamodb"), settings.TABLE_NAME),
         publisher=EventPublisher(client("events"), settings.EVENT_BUS_NAME),

@@ -104,7 +104,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         service = warm_service(settings)
         if isinstance(parsed, DemandSampleEvent):
             return {"kind": "ingest"} | service.ingest([parsed.detail]).summary()
-        assert isinstance(parsed, ScheduledEvent)
+        assert isinstance(parsed, ScheduledEvent)  # nosec B101  # parse_or_reject returns only ACCEPTED models; narrows for mypy
         now = int(parsed.time.timestamp())
         registered: list[str] = []
         if settings.TAG_DISCOVERY and now % DISCOVERY_EVERY_S < 60:

@@ -35,7 +35,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             # The collected minute has ended: decide the step that starts after it.
             summary = service.plan(parsed.detail.targets, parsed.detail.period_start + 60, "samples")
         else:
-            assert isinstance(parsed, ForecastReadyEvent)
+            assert isinstance(parsed, ForecastReadyEvent)  # nosec B101  # parse_or_reject returns only the 2 ACCEPTED models
             summary = service.plan(parsed.detail.targets, parsed.detail.issued_at, "forecast")
         if summary.unknown_targets:
             logger.warning("unknown targets skipped", extra={"targets": summary.unknown_targets})
@@ -45,11 +45,17 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "duplicates": summary.duplicates,
             "conflicts": summary.conflicts,
             "unknown_targets": summary.unknown_targets,
+            "reasserted": summary.reasserted,
             "decisions": [r.decision_id for r in summary.records],
         }
 
     result = lambda_support.once(settings, "plan", parsed.id, run, context)
     metrics.add_metric(name="Decisions", unit=MetricUnit.Count, value=result["decided"])
     metrics.add_metric(name="CapacityChanges", unit=MetricUnit.Count, value=result["changed"])
+    if result["conflicts"]:  # another run (a redelivery, a race) wrote first: its decision stands
+        metrics.add_metric(name="PlanConflicts", unit=MetricUnit.Count, value=result["conflicts"])
+    if result.get("reasserted"):  # a plan AWS did not have (not applied, or changed behind forescale's back)
+        logger.warning("plan not in effect; asserted again", extra={"targets": result["reasserted"]})
+        metrics.add_metric(name="PlansReasserted", unit=MetricUnit.Count, value=len(result["reasserted"]))
     logger.info("planned", extra=result)
     return result

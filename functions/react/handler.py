@@ -33,7 +33,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             d = parsed.detail
             summary = service.on_alarm(d.alarm_name, d.state.value, int(parsed.time.timestamp()), d.state.reason)
         else:
-            assert isinstance(parsed, DemandAboveForecastEvent)
+            assert isinstance(parsed, DemandAboveForecastEvent)  # nosec B101  # parse_or_reject returns only the 2 ACCEPTED models
             summary = service.on_demand_above([parsed.detail])
         return {"scaled_out": summary.scaled_out, "unchanged": summary.unchanged, "ignored": summary.ignored}
 

@@ -85,7 +85,7 @@ class ForecastFanOut(Construct):
         )
         # LambdaInvoke grants InvokeFunction on the function and on `<arn>:*` (its versions and aliases).
         function_resource = forecaster.node.default_child
-        assert isinstance(function_resource, CfnElement)
+        assert isinstance(function_resource, CfnElement)  # nosec B101  # runs at cdk synth only; narrows the type for mypy
         logical_id = Stack.of(self).resolve(function_resource.logical_id)
         acknowledge(
             self.state_machine,

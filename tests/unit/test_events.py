@@ -72,3 +72,87 @@ def test_given_a_huge_payload_then_it_is_rejected_before_parsing() -> None:
     event["detail"]["targets"] = ["t" * 100] * 3000
     with pytest.raises(EventError, match="over EventBridge's 262144-byte limit"):
         parse_event(event, tuple(MODELS))
+
+
+# Regressions found by tests/unit/test_event_fuzz.py: each raised something other than EventError, or
+# was accepted although the rest of forescale cannot use it.
+
+
+def test_given_an_int_over_4300_digits_then_it_is_rejected_as_not_json() -> None:
+    for place in ("id", "detail-type", "detail"):  # the error message used to format the id and detail-type
+        event = load("demand-sample.json")
+        event[place] = 10**5000
+        with pytest.raises(EventError, match="cannot be encoded as JSON: Exceeds the limit"):
+            parse_event(event, tuple(MODELS))
+
+
+def test_given_nesting_deeper_than_the_recursion_limit_then_it_is_rejected() -> None:
+    event = load("scheduled-event.json")
+    deep: list[Any] = []
+    for _ in range(100_000):
+        deep = [deep]
+    event["detail"] = {"x": deep}
+    with pytest.raises(EventError, match="cannot be encoded as JSON: maximum recursion depth"):
+        parse_event(event, tuple(MODELS))
+
+
+def test_given_a_non_string_key_then_it_is_rejected() -> None:
+    event = load("demand-sample.json")
+    event["detail"][(1, 2)] = 1
+    with pytest.raises(EventError, match="cannot be encoded as JSON: keys must be str"):
+        parse_event(event, tuple(MODELS))
+
+
+@pytest.mark.parametrize(
+    ("name", "mutate", "expected"),
+    [
+        ("forecast-ready.json", lambda e: e.update({"id": "\ud800", "detail-type": "x"}), "event \\ud800: detail-type"),
+        ("forecast-ready.json", lambda e: e.update({"detail-type": "\udfff"}), "detail-type '\\udfff'"),
+        ("decision-made.json", lambda e: e.update(id="a\ud800b", detail=[]), "event a\\ud800b is invalid"),
+    ],
+)
+def test_given_a_lone_surrogate_then_the_error_can_be_logged_as_utf8(name: str, mutate: Any, expected: str) -> None:
+    """JSON allows "\\ud800"; a message holding it could not be written to the log, so it is escaped."""
+    event = load(name)
+    mutate(event)
+    with pytest.raises(EventError) as err:
+        parse_event(event, tuple(MODELS))
+    assert expected in str(err.value)
+    str(err.value).encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    ("name", "field"),
+    [
+        ("demand-sample.json", "requests"),
+        ("demand-sample.json", "latency_ms"),
+        ("demand-above-forecast.json", "observed_rps"),
+        ("decision-made.json", "urgency"),
+    ],
+)
+def test_given_1e999_in_a_detail_then_it_is_rejected_as_not_finite(name: str, field: str) -> None:
+    """JSON's 1e999 decodes to inf, which passed `>= 0`; DynamoDB cannot store it, nor JSON carry it on."""
+    event = load(name)
+    event["detail"][field] = json.loads("1e999")
+    with pytest.raises(EventError, match=rf"detail\.{field}: Input should be a finite number"):
+        parse_event(event, tuple(MODELS))
+
+
+def test_given_a_demand_sample_longer_than_a_day_then_it_is_rejected() -> None:
+    """ingest stores one item per minute of `period_s`: a huge period would exhaust the function."""
+    event = load("demand-sample.json")
+    event["detail"]["period_s"] = 60 * 10**9
+    with pytest.raises(EventError, match=r"detail\.period_s: Input should be less than or equal to 86400"):
+        parse_event(event, tuple(MODELS))
+    event["detail"]["period_s"] = 86_400
+    assert parse_event(event, tuple(MODELS)).detail.period_s == 86_400
+
+
+def test_given_a_huge_id_then_the_message_shows_only_its_start() -> None:
+    event = load("decision-made.json")
+    event["id"] = "x" * 100_000
+    event["detail"]["capacity"] = -1
+    with pytest.raises(EventError) as err:
+        parse_event(event, tuple(MODELS))
+    assert "x" * 100 + "... (100000 characters) is invalid: detail.capacity" in str(err.value)
+    assert len(str(err.value)) < 500

@@ -142,7 +142,8 @@ def test_manual_clock_refuses_to_go_back() -> None:
         (ErrorFacts("ServiceUnavailable", "", 503), ErrorAction.RETRY),
         (ErrorFacts("ServiceException", "", 500), ErrorAction.RETRY),
         (ErrorFacts("SomethingNew", "", 502), ErrorAction.RETRY),
-        (ErrorFacts("NetworkError", "Read timeout", None), ErrorAction.RETRY),
+        (ErrorFacts("NetworkError", "Could not connect", None), ErrorAction.RETRY),
+        (ErrorFacts("NoResponse", "Read timeout", None), ErrorAction.RETRY),  # a read may be retried
         (ErrorFacts("ResourceConflictException", "An update is in progress", 409), ErrorAction.DEFER),
         (ErrorFacts("ConcurrentUpdateException", "", 400), ErrorAction.DEFER),
         (ErrorFacts("ValidationException", "Cannot update in-progress endpoint x.", 400), ErrorAction.DEFER),
@@ -230,3 +231,31 @@ def test_gate_lets_non_aws_errors_through_untouched() -> None:
     _, fn = flaky([KeyError("bug")])
     with pytest.raises(KeyError):
         gate.call("Put", fn)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("error", "applies_change", "calls_made", "outcome"),
+    [
+        # A change whose answer was lost may have been applied: not sent again, read back next cycle.
+        (AwsError("NoResponse", "Read timeout", None), True, 1, DeferredError),
+        (AwsError("NoResponse", "Read timeout", None), False, 2, None),  # a read is simply retried
+        (AwsError("NetworkError", "Could not connect", None), True, 2, None),  # never delivered: safe to resend
+        (AwsError("ThrottlingException"), True, 2, None),  # refused with an answer: safe to resend
+    ],
+)
+def test_gate_does_not_resend_a_change_whose_answer_was_lost(
+    error: AwsError, applies_change: bool, calls_made: int, outcome: type[Exception] | None
+) -> None:
+    clock = ManualClock()
+    retried: list[tuple[str, str, int]] = []
+    gate = CallGate(facts_of, None, RetryPolicy(attempts=3), clock.sleep, lambda: 1.0,
+                    on_retry=lambda what, facts, attempt: retried.append((what, facts.code, attempt)))  # fmt: skip
+    calls, fn = flaky([error])
+    if outcome is None:
+        assert gate.call("Put", fn, applies_change=applies_change) == "ok"  # type: ignore[arg-type]
+        assert retried == [("Put", error.facts.code, 1)]  # the retry is reported
+    else:
+        with pytest.raises(outcome, match="may have been applied"):
+            gate.call("Put", fn, applies_change=applies_change)  # type: ignore[arg-type]
+        assert retried == []
+    assert len(calls) == calls_made

@@ -174,6 +174,7 @@ class ApplicationAutoScaling(AutoScalingPort):
         self._gate_of(ref.namespace).call(
             f"RegisterScalableTarget {ref.resource_id} min={target.min_capacity} max={target.max_capacity}",
             lambda: self._aas.register_scalable_target(**kwargs),
+            applies_change=True,
         )
 
     def set_floor(self, target: ScalableTarget, min_capacity: int) -> ScalableTarget:

@@ -19,7 +19,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, ParamValidationError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectionError,
+    HTTPClientError,
+    ParamValidationError,
+    ReadTimeoutError,
+)
 
 from forescale.domain.guardrails import LAMBDA_MIN_UNRESERVED
 from forescale.domain.ratelimit import ActuationError, CallGate, ErrorFacts, RejectedError
@@ -38,6 +45,8 @@ def aws_error_facts(exc: BaseException) -> ErrorFacts | None:
         return ErrorFacts(
             code=str(error.get("Code", "Unknown")), message=str(error.get("Message", "")), http_status=status
         )
+    if isinstance(exc, ReadTimeoutError | ConnectionClosedError):  # sent; the answer was lost
+        return ErrorFacts(code="NoResponse", message=str(exc), http_status=None)
     if isinstance(exc, ConnectionError | HTTPClientError):
         return ErrorFacts(code="NetworkError", message=str(exc), http_status=None)
     if isinstance(exc, ParamValidationError):  # botocore refused to send it: AWS would refuse it too
@@ -142,12 +151,14 @@ class LambdaCapacity(LambdaCapacityPort):
             lambda: self._lambda.put_function_concurrency(
                 FunctionName=function, ReservedConcurrentExecutions=executions
             ),
+            applies_change=True,
         )
 
     def remove_reserved(self, function: str) -> None:
         self.gate.call(
             f"DeleteFunctionConcurrency {function}",
             lambda: self._lambda.delete_function_concurrency(FunctionName=function),
+            applies_change=True,
         )
 
     def provisioned(self, function: str, qualifier: str) -> ProvisionedConfig | None:
@@ -179,6 +190,7 @@ class LambdaCapacity(LambdaCapacityPort):
             lambda: self._lambda.put_provisioned_concurrency_config(
                 FunctionName=function, Qualifier=qualifier, ProvisionedConcurrentExecutions=executions
             ),
+            applies_change=True,
         )
         return ProvisionedConfig(
             requested=int(resp.get("RequestedProvisionedConcurrentExecutions", executions)),
@@ -198,7 +210,7 @@ class LambdaCapacity(LambdaCapacityPort):
             except self._lambda.exceptions.ProvisionedConcurrencyConfigNotFoundException:
                 return  # already gone: the goal of the call holds
 
-        self.gate.call(what, delete)
+        self.gate.call(what, delete, applies_change=True)
 
 
 # ---------------------------------------------------------------- in-memory fake

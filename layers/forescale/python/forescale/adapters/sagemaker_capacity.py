@@ -182,6 +182,7 @@ class SageMakerCapacity(SageMakerCapacityPort):
                 EndpointName=endpoint,
                 DesiredWeightsAndCapacities=[{"VariantName": variant, "DesiredInstanceCount": count}],
             ),
+            applies_change=True,
         )
 
     def config_exists(self, config_name: str) -> bool:
@@ -237,6 +238,7 @@ class SageMakerCapacity(SageMakerCapacityPort):
                 EndpointConfigName=config_name,
                 DeploymentConfig=deployment.deployment_config(),  # type: ignore[arg-type]
             ),
+            applies_change=True,
         )
 
 

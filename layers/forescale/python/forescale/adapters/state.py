@@ -77,6 +77,8 @@ class PlanInputs:
 class ConflictError(Exception):
     """A conditional write lost a race (someone else changed the item first)."""
 
+    code = "ConditionalCheckFailedException"  # what DynamoDB answers; the in-memory twin raises the same
+
 
 class StateStore(ABC):
     """The port: everything the runtime reads and writes."""

@@ -539,7 +539,7 @@ def run_backtest(
     if opts.function is not None:
         pulled = lambda_history(aws["cloudwatch"], aws["lambda"], opts.function, opts.alias, start, end, now_s)
     else:
-        assert opts.endpoint is not None and opts.variant is not None  # validate() checked both
+        assert opts.endpoint is not None and opts.variant is not None  # nosec B101  # validate() checked both; narrows the type for mypy
         pulled = sagemaker_history(
             aws["cloudwatch"], aws["sagemaker"], opts.endpoint, opts.variant, catalog, start, end, now_s, opts.catalog
         )

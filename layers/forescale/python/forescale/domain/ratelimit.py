@@ -161,9 +161,12 @@ UNAVAILABLE_CODES = frozenset(
         "InternalServiceException",
         "RequestTimeout",
         "RequestTimeoutException",
-        "NetworkError",  # the adapters' name for a connection failure or read timeout
+        "NetworkError",  # the adapters' name for a connection failure: the request was not delivered
+        "NoResponse",  # sent, but no answer came back (read timeout, connection dropped): it may have been applied
     }
 )
+# Errors after which AWS may have done what was asked: a change is not sent again blindly (see CallGate.call).
+AMBIGUOUS_CODES = frozenset({"NoResponse"})
 BUSY_CODES = frozenset({"ResourceConflictException", "ConcurrentUpdateException", "ResourceInUse"})
 # SageMaker answers "ValidationException: Cannot update in-progress endpoint" when an endpoint is
 # busy: that is a wait, not a bad request.
@@ -238,8 +241,10 @@ class CallGate:
         policy: RetryPolicy | None = None,
         sleep: Sleep = time.sleep,
         unit_random: Callable[[], float] = random.random,
+        on_retry: Callable[[str, ErrorFacts, int], None] | None = None,
     ) -> None:
         self._facts_of = facts_of
+        self._on_retry = on_retry  # (what, error, attempt that failed): a retried error stays visible
         self.limiter = limiter
         self.policy = policy or RetryPolicy()
         self._sleep = sleep
@@ -247,8 +252,13 @@ class CallGate:
         self.calls = 0
         self.retries = 0
 
-    def call(self, what: str, fn: Callable[[], T]) -> T:
-        """Run `fn`, retrying transient errors; DeferredError or RejectedError when it does not go through."""
+    def call(self, what: str, fn: Callable[[], T], *, applies_change: bool = False) -> T:
+        """Run `fn`, retrying transient errors; DeferredError or RejectedError when it does not go through.
+
+        `applies_change`: `fn` changes a resource. When such a call gets no answer (AMBIGUOUS_CODES),
+        AWS may have applied it, so it is not retried here: it is deferred, and the next cycle reads
+        the capacity back from AWS before deciding whether anything still has to be sent.
+        """
         last: ErrorFacts | None = None
         for attempt in range(self.policy.attempts):
             if attempt:
@@ -264,12 +274,17 @@ class CallGate:
                 if facts is None:
                     raise
                 action = classify(facts)
+                if applies_change and facts.code in AMBIGUOUS_CODES:
+                    message = f"no answer, so it may have been applied; read back next cycle: {facts.message}"
+                    raise DeferredError(what, facts.code, message) from exc
                 if action is ErrorAction.FAIL:
                     raise RejectedError(what, facts.code, facts.message) from exc
                 if action is ErrorAction.DEFER:
                     raise DeferredError(what, facts.code, facts.message) from exc
                 last = facts
-        assert last is not None  # the loop only ends here after a retryable error
+                if self._on_retry is not None:
+                    self._on_retry(what, facts, attempt + 1)
+        assert last is not None  # nosec B101  # the loop only ends here after a retryable error; narrows the type for mypy
         raise DeferredError(
             what, last.code, f"still failing after {self.policy.attempts} attempts: {last.message}".rstrip(": ")
         )

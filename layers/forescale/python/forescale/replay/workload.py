@@ -180,7 +180,7 @@ def generate(
 
 def _rng(seed: int, *parts: str) -> random.Random:
     # A str seed is hashed with SHA-512 by `random`, so it is stable across runs and Python versions.
-    return random.Random("forescale-workload/" + "/".join([str(seed), *parts]))
+    return random.Random("forescale-workload/" + "/".join([str(seed), *parts]))  # nosec B311  # seeded synthetic workload, not crypto
 
 
 def _poisson(rng: random.Random, lam: float) -> int:

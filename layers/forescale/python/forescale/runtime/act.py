@@ -96,7 +96,7 @@ class ActSummary:
     """Counts of what one act run did: decision statuses (`applied`, `deferred`, ...) and
     `completed` (in-flight operations finished), `skipped` (already handled or claimed elsewhere),
     `missing` (no stored decision for an event), `reconciled` (state corrected from AWS),
-    `errors`, `publish-errors`, `lost-claims`."""
+    `errors`, `publish-errors`, `lost-claims`, `state-conflicts` (state writes re-read and retried)."""
 
     counts: Counter[str] = field(default_factory=Counter)
 
@@ -177,6 +177,7 @@ class ActService:
         self.sagemaker = sagemaker
         self.autoscaling = autoscaling
         self.options = options or ActOptions()
+        self._run: _Run | None = None  # the current invocation's, for counts taken deep in the recording
 
     # ------------------------------------------------------------ entry points
 
@@ -227,7 +228,8 @@ class ActService:
 
     def _begin(self, now: int) -> _Run:
         paused, reason = self.store.get_paused()
-        return _Run(now=now, paused=paused, pause_reason=reason)
+        self._run = _Run(now=now, paused=paused, pause_reason=reason)
+        return self._run
 
     def _guarded(self, record: DecisionRecord, run: _Run, work: Callable[[], None]) -> None:
         """Run one decision's work; an unexpected error defers that decision instead of the whole batch."""
@@ -307,7 +309,7 @@ class ActService:
                     f"waiting for the in-flight {self._op_label(op)} (decision {op.decision_id}, "
                     f"started {waited} s ago) to finish; retried next cycle",
                 )
-            assert actual is not None  # read whenever nothing is in flight
+            assert actual is not None  # nosec B101  # read whenever nothing is in flight; narrows the type for mypy
             if cfg.kind is TargetKind.LAMBDA_RESERVED:
                 return self._apply_reserved(cfg, record, actual, run)
             if cfg.kind is TargetKind.LAMBDA_PROVISIONED:
@@ -329,7 +331,12 @@ class ActService:
                 return current
             try:
                 return self.store.put_state(current.model_copy(update=update))
-            except ConflictError:
+            except ConflictError as exc:
+                logger.warning(
+                    "applied state changed under us; re-reading", extra={"target": name, "error_code": exc.code}
+                )
+                if self._run is not None:
+                    self._run.summary.add("state-conflicts")
                 continue
         raise ConflictError(f"applied state of {name}: still conflicting after {STATE_WRITE_ATTEMPTS} attempts")
 
@@ -371,11 +378,25 @@ class ActService:
         """Move the decision to the outcome's status and queue its event; False if it had moved on."""
         try:
             self.store.transition_decision(record, allowed, outcome.status, outcome=outcome.message, now=run.now)
-        except ConflictError:
-            logger.warning("decision moved on before its outcome was recorded", extra={"id": record.decision_id})
+        except ConflictError as exc:
+            logger.warning(
+                "decision moved on before its outcome was recorded",
+                extra={"id": record.decision_id, "error_code": exc.code, "error": str(exc)},
+            )
             run.summary.add("lost-claims")
             return False
         run.summary.add(outcome.status.value)
+        if outcome.status in (S.FAILED, S.DEFERRED):  # AWS refused or was busy: say so where operators look
+            log = logger.error if outcome.status is S.FAILED else logger.warning
+            log(
+                f"decision {outcome.status.value}",
+                extra={
+                    "decision_id": record.decision_id,
+                    "action": outcome.action,
+                    "error_code": outcome.error_code,
+                    "outcome": outcome.message[:1000],
+                },
+            )
         if outcome.status in PUBLISHED:
             detail_type = "forescale.ActionFailed" if outcome.status is S.FAILED else "forescale.ActionApplied"
             run.results.append(
@@ -452,14 +473,14 @@ class ActService:
 
     def _read_actual(self, cfg: TargetConfig) -> Actual:
         if cfg.kind is TargetKind.LAMBDA_RESERVED:
-            assert cfg.function_name is not None
+            assert cfg.function_name is not None  # nosec B101  # TargetConfig._check requires it; narrows the type for mypy
             reserved = self.lambda_.reserved(cfg.function_name)
             return Actual(capacity=reserved or 0, reserved=reserved)
         if cfg.kind is TargetKind.LAMBDA_PROVISIONED:
-            assert cfg.function_name is not None and cfg.qualifier is not None
+            assert cfg.function_name is not None and cfg.qualifier is not None  # nosec B101  # TargetConfig._check; narrows the type for mypy
             pc = self.lambda_.provisioned(cfg.function_name, cfg.qualifier)
             return Actual(capacity=pc.in_effect if pc else 0, provisioned=pc)
-        assert cfg.endpoint_name is not None and cfg.variant_name is not None
+        assert cfg.endpoint_name is not None and cfg.variant_name is not None  # nosec B101  # TargetConfig._check; for mypy
         ep = self.sagemaker.describe_endpoint(cfg.endpoint_name)
         variant = ep.variant(cfg.variant_name)
         instance_type = self.sagemaker.variant_instance_type(ep.config_name, cfg.variant_name)
@@ -468,7 +489,7 @@ class ActService:
     def _poll(self, cfg: TargetConfig, state: AppliedState, run: _Run) -> tuple[AppliedState, set[str]]:
         """Ask AWS how the in-flight operation is doing; record it when it is over."""
         op = state.in_flight
-        assert op is not None
+        assert op is not None  # nosec B101  # _poll is only called with an in-flight op; narrows the type for mypy
         run.polled.add(cfg.name)
         try:
             if op.operation == "provisioned-concurrency":
@@ -595,7 +616,7 @@ class ActService:
 
     def _apply_reserved(self, cfg: TargetConfig, record: DecisionRecord, actual: Actual, run: _Run) -> Outcome:
         fn = cfg.function_name
-        assert fn is not None
+        assert fn is not None  # nosec B101  # TargetConfig._check requires function_name; narrows the type for mypy
         want, have = record.capacity, actual.reserved
         if want == 0:
             # Reserved 0 would throttle every invocation; capacity 0 means "no reservation".
@@ -630,7 +651,7 @@ class ActService:
 
     def _apply_provisioned(self, cfg: TargetConfig, record: DecisionRecord, actual: Actual, run: _Run) -> Outcome:
         fn, qualifier = cfg.function_name, cfg.qualifier
-        assert fn is not None
+        assert fn is not None  # nosec B101  # TargetConfig._check requires function_name; narrows the type for mypy
         if not qualifier or qualifier == "$LATEST":
             return Outcome(
                 S.FAILED,
@@ -736,7 +757,7 @@ class ActService:
     def _apply_sagemaker(self, cfg: TargetConfig, record: DecisionRecord, actual: Actual, run: _Run) -> Outcome:
         ep = actual.endpoint
         variant_name = cfg.variant_name
-        assert ep is not None and variant_name is not None
+        assert ep is not None and variant_name is not None  # nosec B101  # TargetConfig._check + _actual; narrows the type for mypy
         want = record.capacity
         variant = ep.variant(variant_name)
         if variant is None:
@@ -790,7 +811,7 @@ class ActService:
         self, cfg: TargetConfig, record: DecisionRecord, ep: EndpointView, actual: Actual, run: _Run
     ) -> Outcome:
         variant_name, new_type = cfg.variant_name, record.instance_type
-        assert variant_name is not None and new_type is not None
+        assert variant_name is not None and new_type is not None  # nosec B101  # TargetConfig._check; a switch names its type
         catalog = [t.name for t in cfg.catalog]
         if catalog and new_type not in catalog:
             return Outcome(

@@ -8,7 +8,7 @@ every failure into an `EventError` that says what was wrong with which event.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from aws_lambda_powertools.utilities.parser import parse
@@ -104,27 +104,46 @@ def parse_event(event: Any, accepted: tuple[str, ...]) -> EventBridgeModel:
     """Validate `event` as one of the `accepted` detail-types; EventError names what is wrong."""
     if not isinstance(event, dict):
         raise EventError(f"the event must be a JSON object, got {type(event).__name__}")
-    size = len(json.dumps(event, default=str))
+    try:
+        size = len(json.dumps(event, default=str))
+    except (ValueError, TypeError, RecursionError) as exc:  # an int over 4300 digits, a non-str key, too deep
+        raise EventError(_printable(f"the event cannot be encoded as JSON: {exc}")) from exc
     if size > MAX_EVENT_BYTES:
         raise EventError(f"the event is {size} bytes, over EventBridge's {MAX_EVENT_BYTES}-byte limit")
+    event_id = _show(event.get("id", "?"))
     detail_type = event.get("detail-type")
     if detail_type not in accepted:
         raise EventError(
-            f"event {event.get('id', '?')}: detail-type {detail_type!r} from source {event.get('source')!r} "
-            f"is not handled here; expected one of {list(accepted)}"
+            _printable(
+                f"event {event_id}: detail-type {_show(detail_type, repr)} from source "
+                f"{_show(event.get('source'), repr)} is not handled here; expected one of {list(accepted)}"
+            )
         )
     try:
         return parse(event=event, model=MODELS[detail_type])
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
-        )
-        raise EventError(f"{detail_type} event {event.get('id', '?')} is invalid: {problems}") from exc
+        raise EventError(_printable(f"{detail_type} event {event_id} is invalid: {_problems(exc)}")) from exc
     except Exception as exc:  # Powertools wraps pydantic errors in its own types
         cause = exc.__cause__ if isinstance(exc.__cause__, ValidationError) else None
         if cause is not None:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in cause.errors(include_url=False)
-            )
-            raise EventError(f"{detail_type} event {event.get('id', '?')} is invalid: {problems}") from exc
-        raise EventError(f"{detail_type} event {event.get('id', '?')} is invalid: {exc}") from exc
+            raise EventError(_printable(f"{detail_type} event {event_id} is invalid: {_problems(cause)}")) from exc
+        raise EventError(_printable(f"{detail_type} event {event_id} is invalid: {exc}")) from exc
+
+
+def _problems(exc: ValidationError) -> str:
+    """`field.path: what is wrong` for each error, without echoing the (possibly huge) input."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)
+    )
+
+
+def _show(value: Any, render: Callable[[Any], str] = str, limit: int = 100) -> str:
+    """A value from the event, shortened for an error message."""
+    text = render(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _printable(message: str) -> str:
+    """The message with lone surrogates (JSON allows "\\ud800") escaped, so that logging it as UTF-8 cannot fail."""
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")

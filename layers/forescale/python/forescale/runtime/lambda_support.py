@@ -9,12 +9,14 @@ the environment before the first call, or reset them with `reset()`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from forescale.adapters.events import EventPublisher
 from forescale.adapters.state import DynamoStateStore
+from forescale.domain.ratelimit import ErrorFacts
 from forescale.runtime.events import EventError, parse_event
 from forescale.runtime.observability import logger, metrics
 from forescale.runtime.settings import FunctionSettings
@@ -87,14 +89,11 @@ def once(
 
     Records live in the forescale table under `PK = idempotency#<function>`, with the table's TTL.
     """
-    from aws_lambda_powertools.utilities.idempotency import (
-        DynamoDBPersistenceLayer,
-        IdempotencyConfig,
-        idempotent_function,
-    )
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 
     if function not in _persistence:
-        _persistence[function] = DynamoDBPersistenceLayer(
+        _persistence[function] = _reporting_layer()(
+            function,
             table_name=settings.TABLE_NAME,
             key_attr="PK",
             sort_key_attr="SK",
@@ -111,5 +110,103 @@ def once(
     guarded = idempotent_function(
         data_keyword_argument="event", persistence_store=_persistence[function], config=config
     )
-    result: dict[str, Any] = guarded(_run)(event={"id": event_id})
+    try:
+        result: dict[str, Any] = guarded(_run)(event={"id": event_id})
+    except Exception as exc:
+        report_failure(function, event_id, exc)
+        raise  # Lambda retries the event, then puts it on the function's DLQ
     return result
+
+
+_layer_class: list[Callable[..., DynamoDBPersistenceLayer]] = []
+
+
+def _reporting_layer() -> Callable[..., DynamoDBPersistenceLayer]:
+    """Powertools' DynamoDB persistence layer, made to report what it would otherwise absorb silently.
+
+    - An event whose record exists already (a redelivery, or a concurrent run) is logged and counted
+      (`DuplicateEvents`) before Powertools handles it as usual.
+    - A record write that got no answer (read timeout) may have been stored: it is deleted again, best
+      effort, so that Lambda's retry of the event is not refused as "in progress" by our own record.
+    - Failing to mark a finished run as done is logged and counted (`IdempotencyRecordErrors`) but does
+      not fail the invocation: the work is done and every write it made is conditional, so a later
+      redelivery that runs again changes nothing; failing here would send a processed event to the DLQ.
+    """
+    if _layer_class:
+        return _layer_class[0]
+    from aws_lambda_powertools.metrics import MetricUnit
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyItemAlreadyExistsError
+    from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
+
+    class ReportingPersistenceLayer(DynamoDBPersistenceLayer):
+        def __init__(self, function: str, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.function = function
+
+        def save_inprogress(self, data: dict[str, Any], remaining_time_in_millis: int | None = None) -> None:
+            try:
+                super().save_inprogress(data, remaining_time_in_millis)
+            except IdempotencyItemAlreadyExistsError:
+                logger.warning(
+                    "event seen before (a redelivery or a concurrent run); its idempotency record decides",
+                    extra={"function": self.function, "error_code": "ConditionalCheckFailedException"},
+                )
+                metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=1)
+                raise
+            except (ReadTimeoutError, ConnectionClosedError) as exc:
+                with contextlib.suppress(Exception):
+                    self.delete_record(data, exc)
+                raise
+
+        def save_success(self, data: dict[str, Any], result: dict[str, Any]) -> None:
+            try:
+                super().save_success(data, result)
+            except Exception as exc:
+                error = getattr(exc, "response", {}).get("Error", {})
+                logger.error(
+                    "could not mark the event as processed; the work itself is done",
+                    extra={"function": self.function, "error_code": error.get("Code"), "error": repr(exc)[:1000]},
+                )
+                metrics.add_metric(name="IdempotencyRecordErrors", unit=MetricUnit.Count, value=1)
+
+    _layer_class.append(ReportingPersistenceLayer)
+    return ReportingPersistenceLayer
+
+
+def report_retry(what: str, error: ErrorFacts, attempt: int) -> None:
+    """A CallGate's `on_retry`: an AWS error that a retry may still absorb is logged and counted
+    (`AwsCallRetries`), so throttling shows up before it turns into deferred actions."""
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    logger.warning(
+        "AWS call failed; retrying",
+        extra={"call": what, "error_code": error.code, "error": error.message[:500], "attempt": attempt},
+    )
+    metrics.add_metric(name="AwsCallRetries", unit=MetricUnit.Count, value=1)
+
+
+def report_failure(function: str, event_id: str, exc: BaseException) -> None:
+    """Make a failed invocation visible in the function's own log and metrics (`InvocationErrors`),
+    naming the AWS error code and operation when it was an AWS call that failed."""
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    error = getattr(exc, "response", None) or {}
+    cause = exc.__cause__ if exc.__cause__ is not None else exc.__context__
+    if not error and cause is not None:  # Powertools wraps persistence errors; the AWS error is the cause
+        error = getattr(cause, "response", None) or {}
+    code = error.get("Error", {}).get("Code") if isinstance(error, dict) else None
+    operation = getattr(exc, "operation_name", None) or getattr(cause, "operation_name", None)
+    logger.error(
+        "invocation failed",
+        extra={
+            "function": function,
+            "event_id": event_id,
+            "error_type": type(exc).__name__,
+            "error_code": code,
+            "operation": operation,
+            "error": str(exc)[:1000],
+            "cause": repr(cause)[:1000] if cause is not None else None,
+        },
+    )
+    metrics.add_metric(name="InvocationErrors", unit=MetricUnit.Count, value=1)

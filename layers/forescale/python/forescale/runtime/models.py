@@ -207,7 +207,14 @@ class DecisionRecord(_Strict):
 # ---------------------------------------------------------------- event details (EventBridge)
 
 
-class DemandSampleDetail(_Strict):
+class _Detail(_Strict):
+    """An event detail: numbers must be finite. JSON such as `1e999` decodes to inf, which passes `ge=0`
+    but cannot be stored in DynamoDB nor published again as JSON."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class DemandSampleDetail(_Detail):
     """`forescale.DemandSample`: demand pushed by an application (or by collect) for one minute.
 
     `timestamp` is the start of the minute (epoch seconds); `requests` the count in `period_s`.
@@ -215,7 +222,7 @@ class DemandSampleDetail(_Strict):
 
     target: TargetName
     timestamp: int = Field(ge=946684800, le=4102444800)  # 2000-01-01 .. 2100-01-01
-    period_s: PositiveInt = 60
+    period_s: PositiveInt = Field(default=60, le=86_400)  # ingest stores one item per minute of it
     requests: NonNegativeFloat
     duration_ms: NonNegativeFloat | None = None
     concurrency: NonNegativeFloat | None = None
@@ -229,7 +236,7 @@ class DemandSampleDetail(_Strict):
         return self.requests / self.period_s
 
 
-class SamplesCollectedDetail(_Strict):
+class SamplesCollectedDetail(_Detail):
     """`forescale.SamplesCollected`: collect stored a minute of samples; plan decides on it."""
 
     period_start: int
@@ -237,7 +244,7 @@ class SamplesCollectedDetail(_Strict):
     missing: tuple[TargetName, ...] = ()
 
 
-class DemandAboveForecastDetail(_Strict):
+class DemandAboveForecastDetail(_Detail):
     """`forescale.DemandAboveForecast`: collect saw demand above the forecast's upper band; react scales out."""
 
     target: TargetName
@@ -246,7 +253,7 @@ class DemandAboveForecastDetail(_Strict):
     upper_rps: NonNegativeFloat
 
 
-class ForecastReadyDetail(_Strict):
+class ForecastReadyDetail(_Detail):
     """`forescale.ForecastReady`: new forecasts are stored for these targets."""
 
     issued_at: int
@@ -255,7 +262,7 @@ class ForecastReadyDetail(_Strict):
     models: dict[str, str] = Field(default_factory=dict)
 
 
-class DecisionMadeDetail(_Strict):
+class DecisionMadeDetail(_Detail):
     """`forescale.DecisionMade`: plan stored a decision; act applies it (or records dry-run)."""
 
     decision_id: str
@@ -269,7 +276,7 @@ class DecisionMadeDetail(_Strict):
     urgency: NonNegativeFloat = 0.0  # expected spill (requests/s) if not applied: act orders by it
 
 
-class ActionResultDetail(_Strict):
+class ActionResultDetail(_Detail):
     """`forescale.ActionApplied` / `forescale.ActionFailed`."""
 
     decision_id: str

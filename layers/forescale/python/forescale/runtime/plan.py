@@ -23,14 +23,20 @@ from forescale.domain.forecast import Forecast, SeriesHistory
 from forescale.domain.planner import Planner, StepInput
 from forescale.domain.policies import make_policy
 from forescale.runtime.models import (
+    AppliedState,
     DecisionMadeDetail,
     DecisionRecord,
     DecisionStatus,
     Mode,
     TargetConfig,
 )
+from forescale.runtime.observability import logger
 
 STEP_S = 60
+# A change not in effect this long after it was decided was not applied (dry-run or paused at the
+# time, refused by AWS, or changed by someone else): plan re-anchors on what AWS has and asserts its
+# plan again. Longer than act's lease (120 s) plus a sweep, so an action still being worked on is left alone.
+REASSERT_AFTER_S = 180
 BATCH_TARGETS = 33  # 3 items per target: one BatchGetItem (100 keys) per 33 targets
 
 
@@ -43,6 +49,7 @@ class PlanSummary:
     fresh_planners: int = 0
     unknown_targets: list[str] = field(default_factory=list)
     conflicts: int = 0
+    reasserted: list[str] = field(default_factory=list)  # targets whose plan was not in effect in AWS
     records: list[DecisionRecord] = field(default_factory=list)
 
 
@@ -132,11 +139,13 @@ class PlanService:
         self.publisher = publisher
         self.warmup_s = warmup_s
         self._forecasts = ForecastCache(store)
+        self._paused: bool | None = None
 
     def plan(self, targets: Sequence[str], now: int, reason: str = "samples") -> PlanSummary:
         """Decide the step starting at the minute containing `now` for each named target."""
         step_now = now - now % STEP_S
         summary = PlanSummary()
+        self._paused = None  # read once per run, only if a target's plan is not in effect
         made: list[DecisionMadeDetail] = []
         inputs: dict[str, PlanInputs] = {}
         for i in range(0, len(targets), BATCH_TARGETS):
@@ -159,14 +168,34 @@ class PlanService:
                 detail = self._plan_one(
                     cfg, planner, version, histories.get(name), inputs[name], step_now, reason, summary
                 )
-            except ConflictError:
+            except ConflictError as exc:
                 summary.conflicts += 1  # another run stored this step first; its decision stands
+                logger.warning(
+                    "planner state changed under us; the other run's decision stands",
+                    extra={"target": name, "error_code": exc.code},
+                )
                 continue
             if detail is not None:
                 made.append(detail)
         if made:
             self.publisher.publish("forescale.DecisionMade", made)
         return summary
+
+    def _not_in_effect(self, cfg: TargetConfig, planner: Planner, state: AppliedState, step_now: int) -> str:
+        """Why the planner's last plan is not what AWS has ('' when it is, or may still become so)."""
+        if cfg.mode is not Mode.ACTIVE or state.capacity is None or state.in_flight is not None:
+            return ""
+        same_type = cfg.kind.is_lambda or state.instance_type in (None, planner.requested_type)
+        if state.capacity == planner.requested and same_type:
+            return ""
+        if planner.last_change_at is not None and step_now - planner.last_change_at < REASSERT_AFTER_S:
+            return ""  # act is still on it
+        if self._paused is None:
+            self._paused = self.store.get_paused()[0]
+        if self._paused:
+            return ""  # nothing is applied while paused; resume brings the plan back
+        have = f"{state.capacity}" + (f" × {state.instance_type}" if not same_type else "")
+        return f"AWS has {have}, not the planned {planner.requested}: planning from what is in effect"
 
     def _plan_one(
         self,
@@ -204,12 +233,20 @@ class PlanService:
                 self.store.put_planner(cfg.name, snapshot.dump(planner), step_now, version)
             return None
         state = got.state
+        drift = self._not_in_effect(cfg, planner, state, step_now)
+        if drift:
+            summary.reasserted.append(cfg.name)
+            planner.requested = state.capacity if state.capacity is not None else planner.requested
+            if state.instance_type is not None and not cfg.kind.is_lambda:
+                planner.requested_type = state.instance_type
         asked_before = planner.refit_requested
         decision = planner.decide(StepInput(now=step_now, applied=state.capacity))
         if planner.refit_requested and not asked_before:
             self.store.request_refit(cfg.name, step_now)
         summary.decided += 1
         record = decision_record(cfg, decision, forecast, reason)
+        if drift:
+            record = record.model_copy(update={"reason": (drift + "; " + record.reason)[:4000]})
         # The decision first: if we crash before the snapshot, the rerun recomputes the same decision
         # from the old snapshot and finds it stored (create-only), so nothing is decided twice.
         stored = self.store.put_decision(record) if decision.changed else False
@@ -219,5 +256,10 @@ class PlanService:
         summary.changed += 1
         if not stored:
             summary.duplicates += 1
+            summary.conflicts += 1
+            logger.warning(
+                "a decision for this step is stored already; it stands",
+                extra={"decision_id": record.decision_id, "error_code": ConflictError.code},
+            )
         summary.records.append(record)
         return decision_made(cfg, record, decision)

@@ -141,7 +141,7 @@ def settle(backend: SageMakerModelBackend, name: str) -> None:
             variant["CurrentServerlessConfig"] = variant["DesiredServerlessConfig"]
     endpoint.production_variants = pending.variants
     if pending.kind == "UpdateEndpoint":
-        assert pending.config_name is not None
+        assert pending.config_name is not None  # nosec B101  # an UpdateEndpoint always names its config; local moto only
         endpoint.endpoint_config_name = pending.config_name
         state.instance_types = dict(pending.instance_types)
         if pending.deployment_config is not None:
@@ -306,7 +306,7 @@ def _wrap_update_weights(original: Callable[..., Any]) -> Callable[..., Any]:
                 raise _in_progress(self, endpoint_name)
             before = copy.deepcopy(endpoint.production_variants) if endpoint is not None else []
             arn = original(self, endpoint_name, desired_weights_and_capacities)  # moto's variant-name checks
-            assert endpoint is not None  # moto raised for an unknown endpoint
+            assert endpoint is not None  # nosec B101  # moto raised for an unknown endpoint; local moto only
             requested = {d.get("VariantName"): d for d in desired_weights_and_capacities}
             planned = []
             for variant in before:

@@ -1,0 +1,98 @@
+"""Crash points: the function's process dies right after each AWS call that plan and act make in the
+cycle that decides and applies a scale-out, and the next cycles put things right.
+
+The points are generated like the fault matrix's sites (a fault-free recording), so they include:
+after plan stored a decision but before it published DecisionMade; after act claimed a decision but
+before it called AWS; after AWS accepted the change but before act recorded it; after the state was
+recorded but before the decision's status; after the status but before ActionApplied went out.
+
+The crash is a BaseException, so no `except Exception` in the code can catch it (as with a timeout or
+an out-of-memory kill), and the idempotency record it leaves in progress blocks Lambda's retries of
+that event, which then end in the DLQ: what is owed must be found again by act's sweep, from the
+decision in the table and the capacity read back from AWS.
+
+After the cycles that follow: every target is where a run without the crash ends; AWS received no
+change twice; the state agrees with AWS; and when the crash came after AWS accepted a change, the
+decision's audit outcome says that AWS already had it (read back), not that it was applied again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration.pipeline_harness import (
+    FAULT_CYCLE,
+    MUTATING,
+    CallSite,
+    Fault,
+    Interceptor,
+    intercepted_moto,
+    pipeline,
+    reference,
+)
+
+pytestmark = pytest.mark.slow
+
+CRASH = Fault("crash", "SimulatedCrash", 0)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "site" in metafunc.fixturenames:
+        sites = sorted({c.site for c in reference().cases if c.site.stage in ("plan", "act")})
+        metafunc.parametrize("site", sites, ids=[s.id for s in sites])
+
+
+@pytest.fixture(scope="module")
+def moto_and_interceptor() -> Iterator[tuple[Any, Interceptor]]:
+    with intercepted_moto() as pair:
+        yield pair
+
+
+def test_the_crash_points_include_both_sides_of_the_aws_change() -> None:
+    sites = {c.site for c in reference().cases}
+    ops = {(s.stage, s.operation) for s in sites}
+    assert ("plan", "PutItem") in ops and ("plan", "PutEvents") in ops  # decision stored / announced
+    assert ("act", "PutProvisionedConcurrencyConfig") in ops and ("act", "PutFunctionConcurrency") in ops
+    assert ("act", "UpdateEndpointWeightsAndCapacities") in ops
+    assert ("act", "PutItem") in ops and ("act", "PutEvents") in ops  # state recorded / result announced
+
+
+def test_a_crash_after_any_call_is_put_right_by_the_next_cycles(
+    moto_and_interceptor: tuple[Any, Interceptor], site: CallSite
+) -> None:
+    mock, interceptor = moto_and_interceptor
+    ref = reference()
+    interceptor.reset()
+    with pipeline(mock, interceptor) as p:
+        p.run_until(FAULT_CYCLE - 1)
+        interceptor.arm(site, CRASH)
+        p.run_until(FAULT_CYCLE)
+        interceptor.disarm()
+        assert interceptor.injected == [(site, CRASH)], "the crash point was never reached"
+
+        p.settle()
+        assert not p.open_work(), f"still owed: {p.open_work()}"
+        for name in p.configs:
+            actual = p.in_aws(name)
+            assert actual == ref.final[name], (
+                f"{name}: AWS has {actual}, the run without a crash ends at {ref.final[name]}"
+            )
+            state = p.state(name)
+            assert state.capacity == actual and state.in_flight is None, (name, state)
+            records = p.decisions(name)
+            applied = [r for r in records if r.status.value == "applied"]
+            assert interceptor.mutations[name] <= len(applied), (
+                f"{name}: {interceptor.mutations[name]} accepted changes for {len(applied)} applied decisions"
+            )
+            assert all(r.outcome for r in records if r.status.value != "superseded"), [
+                (r.decision_id, r.status, r.outcome) for r in records
+            ]
+        if site.operation in MUTATING:
+            resource = {"PutProvisionedConcurrencyConfig": "api", "PutFunctionConcurrency": "batch"}.get(
+                site.operation, "ranker"
+            )
+            outcomes = " | ".join(r.outcome or "" for r in p.decisions(resource))
+            assert "already" in outcomes, f"the audit trail does not say AWS already had it: {outcomes}"
