@@ -27,7 +27,7 @@ from botocore.config import Config
 from moto import mock_aws
 
 from forescale.adapters.state import DynamoStateStore, table_definition
-from forescale.domain.ratelimit import ManualClock
+from forescale.domain.ratelimit import ManualClock, max_in_window
 from forescale.domain.targets import TargetKind
 from forescale.local.moto_extension import install, reset, set_account_concurrency_limit, set_ready_delays
 from forescale.local.router import load_handler
@@ -37,16 +37,6 @@ from forescale.runtime.settings import ActSettings
 REGION = "us-east-1"
 START = 1_795_392_000.0
 
-
-def max_in_window(times: list[float], window_s: float = 1.0) -> int:
-    """The most calls in any closed window [t, t + window_s] starting at a call."""
-    best, j = 0, 0
-    for i, start in enumerate(times):
-        j = max(j, i)
-        while j + 1 < len(times) and times[j + 1] <= start + window_s:
-            j += 1
-        best = max(best, j - i + 1)
-    return best
 
 
 def report(phase: str, stamps: list[tuple[float, str]], fake_s: float, wall_s: float, counts: dict[str, int]) -> None:

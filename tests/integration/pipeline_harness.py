@@ -440,6 +440,32 @@ class Pipeline:
                 return n
         return max_cycles
 
+    def break_cycle(self, site: CallSite, fault: Fault) -> None:
+        """Run up to the cycle under test and through it with `fault` at `site`'s first call."""
+        self.run_until(FAULT_CYCLE - 1)
+        self.interceptor.arm(site, fault)
+        self.run_until(FAULT_CYCLE)
+        self.interceptor.disarm()
+        assert self.interceptor.injected == [(site, fault)], f"{fault.name} at {site.id} was never reached"
+
+    def assert_put_right(self, final: dict[str, int]) -> None:
+        """After `settle()`: nothing owed; every target at `final` in AWS, recorded as such; no change
+        sent twice (no more accepted changes than applied decisions); every decision explained."""
+        assert not self.open_work(), f"still owed after the cycles that followed: {self.open_work()}"
+        for name in self.configs:
+            actual = self.in_aws(name)
+            assert actual == final[name], f"{name}: AWS has {actual}, the undisturbed run ends at {final[name]}"
+            state = self.state(name)
+            assert state.capacity == actual and state.in_flight is None, (name, state)
+            records = self.decisions(name)
+            applied = sum(1 for r in records if r.status.value == "applied")
+            changes = self.interceptor.mutations[name]
+            assert changes <= applied, f"{name}: {changes} accepted changes for {applied} applied decisions"
+            unexplained = [
+                (r.decision_id, r.status) for r in records if r.status.value != "superseded" and not r.outcome
+            ]
+            assert not unexplained, unexplained
+
     # ------------------------------------------------------------ what is true afterwards
 
     def decisions(self, name: str) -> list[DecisionRecord]:

@@ -15,7 +15,8 @@ For each case, after the faulted cycle and the cycles that follow (demand holds)
   no event ended in a dead-letter queue (the one-shot fault is retried away);
 - visible: a WARNING/ERROR log line names the error, and an error metric was emitted.
 
-`tests/bench/fault_matrix.py` runs the same matrix outside pytest and prints the counts.
+`uv run pytest tests/integration/test_fault_matrix.py` reports the count: one test per (call site,
+fault), plus a check that the matrix covers every function that calls AWS.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from typing import Any
 import pytest
 
 from tests.integration.pipeline_harness import (
-    FAULT_CYCLE,
     Case,
     Fault,
     Interceptor,
@@ -57,6 +57,9 @@ ERROR_METRICS = frozenset(
         "ReactErrors",
         "StateConflicts",
         "AwsCallRetries",
+        "DuplicateEvents",
+        "IdempotencyRecordErrors",
+        "PlanConflicts",
     }
 )
 
@@ -95,28 +98,14 @@ def test_a_fault_at_any_call_loses_nothing_doubles_nothing_and_is_visible(
     ref = reference()
     interceptor.reset()
     with pipeline(mock, interceptor) as p:
-        p.run_until(FAULT_CYCLE - 1)
-        interceptor.arm(case.site, case.fault)
-        p.run_until(FAULT_CYCLE)
-        interceptor.disarm()
-        assert interceptor.injected == [(case.site, case.fault)], "the fault was never hit"
+        p.break_cycle(case.site, case.fault)
         logged, counted, seen = _visible(p, case.fault)
         assert logged, f"no WARNING/ERROR log line names {case.fault.code}\n{seen}"
         assert counted, f"no error metric was emitted\n{seen}"
-
         p.settle()
-        assert not p.open_work(), f"still owed after the cycles that followed: {p.open_work()}"
-        for name in p.configs:
-            actual = p.in_aws(name)
-            assert actual == ref.final[name], f"{name}: AWS has {actual}, the fault-free run ends at {ref.final[name]}"
-            state = p.state(name)
-            assert state.capacity == actual and state.in_flight is None, (name, state)
-            records = p.decisions(name)
-            assert all(r.outcome for r in records if r.status.value != "superseded"), [
-                (r.decision_id, r.status, r.outcome) for r in records
-            ]
-            applied = sum(1 for r in records if r.status.value == "applied")
-            assert interceptor.mutations[name] <= applied, (
-                f"{name}: {interceptor.mutations[name]} accepted changes for {applied} applied decisions"
-            )
-        assert p.dlq_count() == 0, "an event ended in a dead-letter queue although the fault was one-shot"
+        p.assert_put_right(ref.final)
+        if case.site.item != "PK=idempotency":
+            # An idempotency record Powertools could not write makes Lambda's retries of that event
+            # fail as "in progress" until it expires: that event then goes to the DLQ (it was applied
+            # or is found again by act's sweep; the checks above hold). Anywhere else, nothing may.
+            assert p.dlq_count() == 0, "an event ended in a dead-letter queue although the fault was one-shot"

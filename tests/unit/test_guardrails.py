@@ -280,6 +280,11 @@ def test_dead_band(band: float, current: int, proposed: int, expected: int, shap
         pytest.param(0.0, 1.0, Proposal(5, floor=2), 2, True, id="given-zero-budget-then-floor"),
         pytest.param(None, 1.5, Proposal(100), 100, False, id="given-no-budget-then-untouched"),
         pytest.param(10.0, 0.0, Proposal(100), 100, False, id="given-no-price-then-untouched"),
+        pytest.param(3.0, 0.1, Proposal(30), 30, False, id="given-3-per-h-at-0.1-exactly-30-then-untouched"),
+        # Found by the property tests: cap / price overflowed to inf and math.floor raised OverflowError.
+        pytest.param(math.inf, 1.5, Proposal(100), 100, False, id="given-an-unlimited-budget-then-untouched"),
+        pytest.param(1e307, 0.01, Proposal(0), 0, False, id="given-cap-over-price-overflows-then-untouched"),
+        pytest.param(1.0, 5e-324, Proposal(2**31 - 1), 2**31 - 1, False, id="given-a-subnormal-price-then-untouched"),
     ],
 )
 def test_budget(cap: float | None, price: float, proposal: Proposal, expected: int, shaped: bool) -> None:

@@ -1,12 +1,19 @@
 """Regressions found in review: stabilisation with pre-scaling, guardrails across a type switch,
-tie-breaking of the starting instance type."""
+tie-breaking of the starting instance type; found by the property tests: huge and infinite rates."""
 
 from __future__ import annotations
 
+import math
+import sys
+from dataclasses import replace
+
+import pytest
+
 from forescale.domain.decision import Recommendation
+from forescale.domain.forecast import Forecast
 from forescale.domain.guardrails import GuardrailSettings
 from forescale.domain.planner import Planner, StepInput
-from forescale.domain.policies import Policy
+from forescale.domain.policies import Policy, make_policy
 from forescale.domain.targets import InstanceType, Target, TargetKind
 
 FN = Target("f", TargetKind.LAMBDA_PROVISIONED)
@@ -61,3 +68,56 @@ def test_given_types_tied_on_price_per_rps_when_choosing_the_start_then_catalog_
     z, a = InstanceType("z.big", 4.0, 4.0), InstanceType("a.small", 1.0, 1.0)
     target = Target("t", TargetKind.SAGEMAKER_INSTANCE_TYPE, catalog=(z, a), min_capacity=1)
     assert target.cheapest_type().name == "z.big"
+
+
+# ------------------------------------------------------------------- huge and infinite rates (property tests)
+
+# Each raised before the fix: +inf passed DemandHistory's `>= 0` and then sizing (ValueError); a finite 1e308
+# overflowed to inf or NaN inside the policies (× headroom, the blend expert's sum, log(0) when scoring).
+# Observed rates above MAX_RATE_RPS (1e12) are now read as it, and sizing reads an overflowed demand as the
+# most capacity there is: the decision is the ceiling, never an exception.
+HUGE = sys.float_info.max
+FN300 = replace(FN, max_capacity=300)
+GPU30 = replace(GPU, max_capacity=30)
+
+
+@pytest.mark.parametrize(
+    ("policy", "target", "demand", "react_rate", "expected"),
+    [
+        pytest.param("predictive", FN300, [math.inf], None, 300, id="given-an-infinite-rate-then-the-ceiling"),
+        pytest.param("predictive", FN300, [HUGE], None, 300, id="given-the-largest-float-then-no-overflow-to-inf"),
+        pytest.param(
+            "predictive", FN300, [8.98846567431158e307, 0.0], None, 0, id="given-a-huge-rate-then-a-drop-then-no-log-0"
+        ),
+        pytest.param("reactive", GPU30, [HUGE], None, 30, id="given-the-largest-float-times-headroom-then-ceiling"),
+        pytest.param("static", FN300, [HUGE, 1.0], None, 300, id="given-a-huge-peak-kept-by-static-then-the-ceiling"),
+        pytest.param("seasonal-naive", FN300, [HUGE], None, 300, id="given-the-largest-float-times-1.5-then-ceiling"),
+        pytest.param("reactive", FN300, [5.0], math.inf, 300, id="given-an-alarm-with-an-infinite-rate-then-ceiling"),
+        pytest.param("target-tracking", GPU30, [5.0], HUGE, 30, id="given-an-alarm-with-the-largest-float-then-ceil"),
+    ],
+)
+def test_given_a_huge_or_infinite_rate_when_planning_then_a_bounded_decision_not_an_exception(
+    policy: str, target: Target, demand: list[float], react_rate: float | None, expected: int
+) -> None:
+    settings = GuardrailSettings(min_capacity=target.min_capacity, max_capacity=target.max_capacity)
+    step = 300  # longer than Lambda's lead: predictive scores each step as soon as it ends
+    planner = Planner(target, make_policy(policy, target, step), settings)
+    for i, rate in enumerate(demand):
+        planner.observe(i * step, rate)
+        d = planner.decide(StepInput((i + 1) * step))
+    if react_rate is not None:
+        d = planner.react(StepInput(len(demand) * step + 1), react_rate, "alarm")
+    assert d.capacity == expected
+
+
+def test_given_a_forecast_of_the_largest_float_when_right_sizing_then_pricing_does_not_overflow() -> None:
+    # Before: a day of 1.8e308 req/s priced as ints of instances overflowed float (OverflowError).
+    step = 3600
+    planner = Planner(GPU30, make_policy("predictive", GPU30, step), GuardrailSettings(min_capacity=1, max_capacity=30))
+    for i in range(25):  # right-sizing starts after a day of history
+        planner.observe(i * step, 5.0)
+    now = 25 * step
+    path = (HUGE,) * 48
+    planner.use_forecast(Forecast("e", now, now - step, step, {0.5: path, 0.99: path}, "exploded"))
+    d = planner.decide(StepInput(now))
+    assert 1 <= d.capacity <= 30

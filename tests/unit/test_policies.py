@@ -187,9 +187,13 @@ def test_given_steady_errors_when_predictive_learns_then_headroom_comes_from_the
 def test_given_a_cheaper_type_for_the_coming_day_when_predictive_rightsizes_then_it_switches_type() -> None:
     p = PredictivePolicy(GPU, STEP)
     now = feed(p, [2.0] * (86_400 // STEP))  # 2 req/s: 1 g4dn ($0.74/h) beats 1 g5 ($1.40/h)
+    first = p.recommend(now, 1, 1, "ml.g5.xlarge")
+    assert first.instance_type is None  # one evaluation is not enough (type_switch_confirmations=2)
+    assert "type switch to ml.g4dn.xlarge held: 1 of 2 consecutive evaluations agree" in first.reason
+    now = feed(p, [2.0] * (3600 // STEP), start=now)  # the next hourly right-size
     rec = p.recommend(now, 1, 1, "ml.g5.xlarge")
     assert rec.instance_type == "ml.g4dn.xlarge"
-    assert "right-size" in rec.reason
+    assert "right-size" in rec.reason and "2 consecutive evaluations agree" in rec.reason
 
 
 def test_make_policy_rejects_unknown_names_and_parameters() -> None:
@@ -223,9 +227,11 @@ def test_given_a_max_step_when_the_planner_decides_then_the_reason_names_the_gua
 def test_given_a_type_switch_in_flight_when_the_planner_decides_then_it_holds() -> None:
     planner = Planner(GPU, PredictivePolicy(GPU, STEP))
     assert planner.requested_type == "ml.g5.xlarge"  # cheapest per rps
-    for i in range(86_400 // STEP):
+    for i in range((86_400 + 3600) // STEP):
         planner.observe(i * STEP, 2.0)  # 2 req/s: one g4dn ($0.74/h) beats one g5 ($1.40/h)
-    now = 86_400
+        if i == 86_400 // STEP - 1:
+            assert not planner.decide(StepInput(now=86_400)).type_change  # the first of two evaluations
+    now = 86_400 + 3600
     d = planner.decide(StepInput(now=now))
     assert d.type_change and d.instance_type == "ml.g4dn.xlarge"
     planner.observe(now, 80.0)

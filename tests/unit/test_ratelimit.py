@@ -21,6 +21,7 @@ from forescale.domain.ratelimit import (
     RetryPolicy,
     TokenBucket,
     classify,
+    max_in_window,
 )
 
 
@@ -30,16 +31,6 @@ def _no_network() -> Iterator[None]:
     yield
     enable_socket()
 
-
-def max_in_window(times: list[float], window_s: float = 1.0) -> int:
-    """The most calls in any closed window [t, t + window_s] that starts at a call."""
-    best, j = 0, 0
-    for i, start in enumerate(times):
-        j = max(j, i)
-        while j + 1 < len(times) and times[j + 1] <= start + window_s:
-            j += 1
-        best = max(best, j - i + 1)
-    return best
 
 
 def drain(bucket: TokenBucket, clock: ManualClock, calls: int) -> list[float]:

@@ -212,9 +212,12 @@ def budget(p: Proposal, ctx: GuardrailContext) -> Proposal:
     cap = ctx.settings.budget_per_hour
     if cap is None or ctx.unit_price_per_hour <= 0:
         return p
-    affordable = math.floor(cap / ctx.unit_price_per_hour + 1e-9)
-    if p.capacity <= affordable:
+    # Compare before flooring: a budget that buys more units than a float can count (cap / price = inf)
+    # caps nothing, and for an integer capacity `capacity <= floor(x)` is `capacity <= x`.
+    units = cap / ctx.unit_price_per_hour + 1e-9
+    if p.capacity <= units:
         return p
+    affordable = math.floor(units)
     new = max(p.floor, affordable)
     note = (
         f"budget: {p.capacity} costs ${p.capacity * ctx.unit_price_per_hour:.2f}/h over ${cap:.2f}/h, capped at {new}"

@@ -19,7 +19,7 @@ from forescale.domain.guardrails import (
     GuardrailSettings,
     apply_chain,
 )
-from forescale.domain.policies import Policy, size_for_rate
+from forescale.domain.policies import MAX_RATE_RPS, Policy, size_for_rate
 from forescale.domain.targets import Target
 
 
@@ -71,6 +71,8 @@ class Planner:
 
     def observe(self, ts: int, rate_rps: float | None) -> None:
         """Feed the finished step starting at `ts` (None: the metric is missing)."""
+        if rate_rps is not None and rate_rps > MAX_RATE_RPS:
+            rate_rps = MAX_RATE_RPS  # inf too: more demand than any capacity serves, not an error
         self.policy.observe(ts, rate_rps)
 
     def use_forecast(self, forecast: Forecast) -> None:

@@ -15,13 +15,21 @@ from __future__ import annotations
 
 import bisect
 import math
+import sys
 from collections import deque
 from dataclasses import dataclass
 
 from forescale.domain.decision import Recommendation
 from forescale.domain.forecast import Forecast
 from forescale.domain.history import DemandHistory
-from forescale.domain.rightsize import rightsize_choice
+from forescale.domain.rightsize import (
+    DEFAULT_SWITCH_CONFIRMATIONS,
+    DEFAULT_SWITCH_DWELL_S,
+    DEFAULT_SWITCH_MARGIN,
+    TypeSwitchRule,
+    gate_type_switch,
+    rightsize_choice,
+)
 from forescale.domain.sizing import (
     cost_optimal_concurrency,
     cost_optimal_instances,
@@ -32,12 +40,20 @@ from forescale.domain.sizing import (
 from forescale.domain.targets import Target
 
 DAY_S = 86_400
+# A thousand times the largest services. Observed rates above it (a broken metric; +inf too) are read as this
+# by the planner, and so are the forecast rates right-sizing prices: they size to the ceiling all the same, and
+# the policies' sums, products and exps of them stay finite (1e308 overflowed them into crashes).
+MAX_RATE_RPS = 1e12
 
 
 def size_for_rate(target: Target, rate_rps: float, instance_type: str | None = None) -> int:
     """Capacity that serves `rate_rps` at the target's SLO: Erlang B for Lambda, instances for SageMaker."""
+    if rate_rps == math.inf:
+        # A huge rate × a headroom overflows (react sizes the raw observed rate): the most capacity, not an error.
+        rate_rps = sys.float_info.max
     if target.is_lambda:
-        return lambda_concurrency_for(offered_load(rate_rps, target.duration_s), target.slo_miss)
+        load = min(offered_load(rate_rps, target.duration_s), sys.float_info.max)
+        return lambda_concurrency_for(load, target.slo_miss)
     it = target.instance(instance_type)
     return sagemaker_instances(rate_rps, it.capacity_rps, target.min_capacity)
 
@@ -279,6 +295,12 @@ class PredictiveParams:
     - `use_seasonal_shape`: scale the level by the forecast's expected change over the horizon.
     - `error_shift`: errors are log((actual + c) / (forecast + c)) with c this share of the recent
       day's mean rate, so that near-zero forecasts of intermittent targets don't explode the headroom.
+    - `rightsize_every_s`, `rightsize_horizon_s`: a SageMaker instance-type target prices the forecast
+      of the coming `rightsize_horizon_s` on every catalog type this often.
+    - `type_switch_margin`, `type_switch_confirmations`, `type_switch_dwell_s`: hysteresis on type
+      switches. The saving over the horizon must exceed this × the blue/green switch cost (default 2),
+      on this many consecutive evaluations (default 2), and not within this long of the last switch
+      (default 6 h). See `forescale.domain.rightsize` for why.
     """
 
     sizing_quantile: float = 0.92
@@ -307,6 +329,9 @@ class PredictiveParams:
     min_overlap: float = 0.5
     rightsize_every_s: int = 3600
     rightsize_horizon_s: int = DAY_S
+    type_switch_margin: float = DEFAULT_SWITCH_MARGIN
+    type_switch_confirmations: int = DEFAULT_SWITCH_CONFIRMATIONS
+    type_switch_dwell_s: int = DEFAULT_SWITCH_DWELL_S
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.sizing_quantile < 1:
@@ -315,6 +340,13 @@ class PredictiveParams:
             raise ValueError(f"level_alpha must be in (0, 1], got {self.level_alpha}")
         if self.peak_window < 1 or self.reactive_window < 1:
             raise ValueError("peak_window and reactive_window must be >= 1")
+        if not self.type_switch_margin >= 1:
+            raise ValueError(f"type_switch_margin must be >= 1, got {self.type_switch_margin}")
+        TypeSwitchRule(self.type_switch_dwell_s, self.type_switch_confirmations)  # raises on bad values
+
+    @property
+    def type_switch_rule(self) -> TypeSwitchRule:
+        return TypeSwitchRule(self.type_switch_dwell_s, self.type_switch_confirmations)
 
 
 class _Expert:
@@ -352,7 +384,8 @@ class PredictivePolicy(Policy):
     With no forecast (under a day of history) only the history experts run: a reactive fallback,
     with `default_headroom` until the experts have `min_residuals` scored errors.
     SageMaker instance-type targets also right-size hourly: the cheapest type for the coming day's
-    forecast, switching only when the saving exceeds the blue/green switch cost.
+    forecast, switching only when the saving exceeds twice the blue/green switch cost on two
+    consecutive evaluations, and not within 6 h of the last switch (`type_switch_*` parameters).
     """
 
     name = "predictive"
@@ -384,6 +417,13 @@ class PredictivePolicy(Policy):
         self.steps_seen = 0
         self.upper_band = math.inf
         self.last_rightsize = -(10**12)
+        # Type-switch hysteresis, as plain values so that planner snapshots carry them.
+        self.type_seen: str | None = None  # the instance type at the last right-size call
+        self.type_switched_at: int | None = None  # when it last changed (None: never, since we started)
+        self.type_proposed: str | None = None  # the last switch this policy proposed, and when
+        self.type_proposed_at: int | None = None
+        self.type_candidate: str | None = None  # the type the consecutive paying evaluations agree on
+        self.type_streak = 0
         self.floor_rate = 0.5 / step_s  # half a request per step, to keep logs finite
         self.day_window: deque[float] = deque(maxlen=self.day_steps)
         self.day_sum = 0.0
@@ -534,7 +574,7 @@ class PredictivePolicy(Policy):
             best = ranked[0]
             best_expert = experts[best]
             point, demand = points[best], calibrated[best]
-            assert point is not None and demand is not None
+            assert point is not None and demand is not None  # nosec B101  # `ready` keeps calibrated experts only; narrows the type for mypy
             # The best few, leaving out any much worse than the best (a known pattern has one clear winner).
             limit = best_expert.loss * p.ensemble_tolerance + 1e-12
             top = [i for i in ranked if experts[i].loss <= limit][: max(1, p.ensemble)]
@@ -610,7 +650,7 @@ class PredictivePolicy(Policy):
         The scenarios are a mixture over `members`: each one's point scaled by its own error sample.
         """
         p = self.params
-        assert p.miss_cost_usd is not None
+        assert p.miss_cost_usd is not None  # nosec B101  # the caller returned early when it is None; narrows the type for mypy
         c = self._shift()
         scale = self._scale()
         per_member = max(4, p.scenarios // len(members))
@@ -628,8 +668,17 @@ class PredictivePolicy(Policy):
         return cost_optimal_instances(rates, it.capacity_rps, it.price_per_hour, p.miss_cost_usd, t.min_capacity)
 
     def _rightsize(self, now: int, current_type: str | None, demand: float) -> tuple[str | None, str]:
-        """Hourly: the cheapest type for the coming day, if switching pays for itself."""
+        """Hourly: the cheapest type for the coming day, if switching pays for itself with a margin,
+        held by the type-switch hysteresis (`gate_type_switch`)."""
         p = self.params
+        seen = self.target.instance(current_type).name
+        if seen != self.type_seen:
+            if self.type_seen is not None:
+                # The type changed: dated when we decided it, or now if it was not our proposal.
+                ours = seen == self.type_proposed and self.type_proposed_at is not None
+                self.type_switched_at = self.type_proposed_at if ours else now
+                self.type_candidate, self.type_streak = None, 0
+            self.type_seen = seen
         if (
             now - self.last_rightsize < p.rightsize_every_s
             or self.steps_seen < self.day_steps
@@ -640,15 +689,23 @@ class PredictivePolicy(Policy):
         path = self._day_path(now)
         if not path:
             return current_type, ""
-        choice = rightsize_choice(self.target, path, current_type, p.rightsize_horizon_s)
-        return (choice.best, choice.reason) if choice.switch else (current_type, "")
+        choice = rightsize_choice(self.target, path, current_type, p.rightsize_horizon_s, p.type_switch_margin)
+        gate = gate_type_switch(
+            choice, now, self.type_switched_at, self.type_candidate, self.type_streak, p.type_switch_rule
+        )
+        self.type_candidate, self.type_streak = gate.candidate, gate.streak
+        if not gate.switch:
+            return current_type, gate.reason
+        self.type_proposed, self.type_proposed_at = choice.best, now
+        return choice.best, gate.reason
 
     def _day_path(self, now: int) -> list[float]:
         """Expected rates for the next day: the forecast's upper path, else yesterday's observations."""
         f = self.forecast
         if f is not None and f.covers(now):
             q = max(f.quantiles)
-            return [r for r in (f.rate_at(now + k * f.step_s, q) for k in range(DAY_S // f.step_s)) if r is not None]
+            path = (f.rate_at(now + k * f.step_s, q) for k in range(DAY_S // f.step_s))
+            return [min(r, MAX_RATE_RPS) for r in path if r is not None]  # 1e308 × a day overflowed the pricing
         n = min(len(self.history), self.day_steps)
         return [self.history.ago(k) for k in range(n, 0, -1)]
 

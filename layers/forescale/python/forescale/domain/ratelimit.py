@@ -118,6 +118,19 @@ class ManualClock:
         self.sleep(seconds)
 
 
+def max_in_window(times: list[float], window_s: float = 1.0) -> int:
+    """The most calls in any closed window [t, t + window_s] that starts at a call (what the limiter
+    promises to keep at or under its rate; benchmarks and tests check it with this)."""
+    times = sorted(times)
+    best, j = 0, 0
+    for i, start in enumerate(times):
+        j = max(j, i)
+        while j + 1 < len(times) and times[j + 1] <= start + window_s:
+            j += 1
+        best = max(best, j - i + 1)
+    return best
+
+
 # ---------------------------------------------------------------- what a failed call means
 
 

@@ -285,8 +285,13 @@ class ActService:
             claimed = self.store.transition_decision(
                 record, allowed, S.APPLYING, lease_until=now + self.options.lease_s, now=now
             )
-        except ConflictError:
-            run.summary.add("skipped")  # another act claimed it first
+        except ConflictError as exc:
+            # Another act claimed it first (a redelivered event, a sweep): that one applies it.
+            logger.warning(
+                "decision claimed elsewhere", extra={"decision_id": record.decision_id, "error_code": exc.code}
+            )
+            run.summary.add("skipped")
+            run.summary.add("lost-claims")
             return
         outcome = self._apply(cfg, claimed, run)
         if outcome is not None:
@@ -466,9 +471,12 @@ class ActService:
                 state = self._update_state(cfg.name, change)
                 if before is not None:  # a first read is not a correction
                     run.summary.add("reconciled")
-            except ConflictError:
+            except ConflictError as exc:
                 # Only bookkeeping: `actual` is what counts for applying, and the outcome is recorded after.
-                logger.warning("could not record the reconciled state", extra={"target": cfg.name})
+                logger.warning(
+                    "could not record the reconciled state", extra={"target": cfg.name, "error_code": exc.code}
+                )
+                run.summary.add("state-conflicts")
         return state, actual, finished
 
     def _read_actual(self, cfg: TargetConfig) -> Actual:

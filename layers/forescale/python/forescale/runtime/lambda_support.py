@@ -110,8 +110,20 @@ def once(
     guarded = idempotent_function(
         data_keyword_argument="event", persistence_store=_persistence[function], config=config
     )
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+
     try:
         result: dict[str, Any] = guarded(_run)(event={"id": event_id})
+    except IdempotencyAlreadyInProgressError:
+        # A redelivered copy while the first is still running: not a failure of ours. Raising lets
+        # Lambda retry it later, when the first run's record answers it.
+        from aws_lambda_powertools.metrics import MetricUnit
+
+        logger.warning(
+            "event already in progress in another invocation", extra={"function": function, "event_id": event_id}
+        )
+        metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=1)
+        raise
     except Exception as exc:
         report_failure(function, event_id, exc)
         raise  # Lambda retries the event, then puts it on the function's DLQ
@@ -163,7 +175,7 @@ def _reporting_layer() -> Callable[..., DynamoDBPersistenceLayer]:
             try:
                 super().save_success(data, result)
             except Exception as exc:
-                error = getattr(exc, "response", {}).get("Error", {})
+                error = (getattr(exc, "response", None) or {}).get("Error", {})
                 logger.error(
                     "could not mark the event as processed; the work itself is done",
                     extra={"function": self.function, "error_code": error.get("Code"), "error": repr(exc)[:1000]},

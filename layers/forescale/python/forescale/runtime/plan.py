@@ -188,7 +188,9 @@ class PlanService:
         same_type = cfg.kind.is_lambda or state.instance_type in (None, planner.requested_type)
         if state.capacity == planner.requested and same_type:
             return ""
-        if planner.last_change_at is not None and step_now - planner.last_change_at < REASSERT_AFTER_S:
+        if planner.last_change_at is None:
+            return ""  # nothing decided yet: what AWS has was set before forescale; its first change decides
+        if step_now - planner.last_change_at < REASSERT_AFTER_S:
             return ""  # act is still on it
         if self._paused is None:
             self._paused = self.store.get_paused()[0]
