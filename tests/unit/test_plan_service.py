@@ -278,3 +278,50 @@ def test_given_react_lands_before_the_step_is_planned_then_the_step_is_still_dec
     )
     summary = plans.plan(["api"], START + 31 * 60)
     assert summary.decided == 1 and summary.duplicates == 0
+
+
+@pytest.mark.parametrize(
+    ("mode", "aws_has", "paused", "minutes_since_change", "in_flight", "reasserts"),
+    [
+        (Mode.ACTIVE, 3, False, 5, False, True),  # refused, paused then, or changed behind our back
+        (Mode.ACTIVE, None, False, 5, False, False),  # never read from AWS: nothing to compare
+        (Mode.ACTIVE, 3, True, 5, False, False),  # paused: nothing is applied; resume brings it back
+        (Mode.ACTIVE, 3, False, 2, False, False),  # act is still on it (lease + a sweep)
+        (Mode.ACTIVE, 3, False, 5, True, False),  # an operation in flight will finish it
+        (Mode.DRY_RUN, 3, False, 5, False, False),  # a shadow plan is never applied
+        (Mode.ACTIVE, "planned", False, 5, False, False),  # in effect
+    ],
+)
+def test_given_aws_without_the_plan_then_plan_asserts_it_again_only_when_nothing_else_will(
+    mode: Mode, aws_has: int | str | None, paused: bool, minutes_since_change: int, in_flight: bool, reasserts: bool
+) -> None:
+    from forescale.runtime.models import AppliedState, InFlightOperation
+
+    cfg = lambda_target("api", mode=mode, min_capacity=1, max_capacity=500)
+    store, bus = InMemoryStateStore(), RecordingPublisher()
+    store.put_target(cfg)
+    store.put_samples(samples("api", [100.0] * 30), ttl_s=86_400)
+    service = PlanService(store, bus, warmup_s=3600)
+    service.plan(["api"], START + 30 * 60)  # decides a scale-out from the floor
+    (first,) = store.list_decisions("api")
+    planned = first.capacity
+    capacity = planned if aws_has == "planned" else aws_has
+    op = (
+        InFlightOperation(
+            decision_id=first.decision_id, operation="provisioned-concurrency", capacity=planned, started_at=START
+        )
+        if in_flight
+        else None
+    )
+    store.put_state(AppliedState(target="api", capacity=capacity, in_flight=op))  # type: ignore[arg-type]
+    store.set_paused(paused, "incident" if paused else "", START)
+    later = START + 30 * 60 + 60 * minutes_since_change
+    store.put_samples(samples("api", [100.0] * minutes_since_change, start=START + 30 * 60), ttl_s=86_400)
+    summary = service.plan(["api"], later)
+    assert (summary.reasserted == ["api"]) is reasserts
+    newest = store.list_decisions("api", limit=1)[0]
+    if reasserts:
+        assert newest.decided_at == later - later % 60 and newest.capacity == planned and newest.previous == 3
+        assert newest.reason.startswith("AWS has 3, not the planned")
+    else:
+        assert newest.decision_id == first.decision_id
