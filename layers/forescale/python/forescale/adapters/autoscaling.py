@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from forescale.domain.ratelimit import ActuationError, CallGate
+from forescale.adapters.scripted import ScriptedFailures
+from forescale.domain.ratelimit import CallGate
 
 if TYPE_CHECKING:
     from mypy_boto3_application_autoscaling.client import ApplicationAutoScalingClient
@@ -237,29 +237,19 @@ class ApplicationAutoScaling(AutoScalingPort):
 # ---------------------------------------------------------------- in-memory fake
 
 
-class FakeAutoScaling(AutoScalingPort):
+class FakeAutoScaling(AutoScalingPort, ScriptedFailures):
     """Scalable targets, policies and scheduled actions in memory; `fail_next(op, error)` as in the other fakes."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.targets: dict[ScalableTargetRef, ScalableTarget] = {}
         self.policies: dict[ScalableTargetRef, list[dict[str, Any]]] = {}
         self.scheduled: dict[ScalableTargetRef, list[dict[str, Any]]] = {}
-        self.calls: list[str] = []
-        self._failures: dict[str, deque[ActuationError]] = {}
 
     def add(self, ref: ScalableTargetRef, min_capacity: int, max_capacity: int, policy: str | None = None) -> None:
         self.targets[ref] = ScalableTarget(ref, min_capacity, max_capacity)
         self.policies[ref] = [{"PolicyName": policy, "PolicyType": "TargetTrackingScaling"}] if policy else []
         self.scheduled[ref] = []
-
-    def fail_next(self, op: str, error: ActuationError) -> None:
-        self._failures.setdefault(op, deque()).append(error)
-
-    def _enter(self, op: str, detail: str) -> None:
-        self.calls.append(f"{op} {detail}")
-        queue = self._failures.get(op)
-        if queue:
-            raise queue.popleft()
 
     def find(self, ref: ScalableTargetRef) -> ScalableTarget | None:
         self._enter("find", ref.resource_id)

@@ -15,7 +15,6 @@ AWS rules this adapter relies on (Lambda API reference):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -28,8 +27,9 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from forescale.adapters.scripted import ScriptedFailures
 from forescale.domain.guardrails import LAMBDA_MIN_UNRESERVED
-from forescale.domain.ratelimit import ActuationError, CallGate, ErrorFacts, RejectedError
+from forescale.domain.ratelimit import CallGate, ErrorFacts, RejectedError
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda.client import LambdaClient
@@ -223,7 +223,7 @@ class FakeFunction:
     provisioned: dict[str, ProvisionedConfig] = field(default_factory=dict)
 
 
-class FakeLambdaCapacity(LambdaCapacityPort):
+class FakeLambdaCapacity(LambdaCapacityPort, ScriptedFailures):
     """Lambda's concurrency rules in memory, for unit tests and fast local runs.
 
     New provisioned configs are IN_PROGRESS until they have been read `ready_after_reads` times
@@ -232,26 +232,16 @@ class FakeLambdaCapacity(LambdaCapacityPort):
     """
 
     def __init__(self, account_limit: int = 1000, ready_after_reads: int = 1) -> None:
+        super().__init__()
         self.account_limit = account_limit
         self.ready_after_reads = ready_after_reads
         self.functions: dict[str, FakeFunction] = {}
-        self.calls: list[str] = []
-        self._failures: dict[str, deque[ActuationError]] = {}
         self._reads_left: dict[tuple[str, str], int] = {}
         self.failing_allocations: dict[tuple[str, str], str] = {}
 
     # -- knobs
     def add_function(self, name: str, qualifiers: tuple[str, ...] = ("live",), reserved: int | None = None) -> None:
         self.functions[name] = FakeFunction(reserved=reserved, qualifiers=set(qualifiers))
-
-    def fail_next(self, op: str, error: ActuationError) -> None:
-        self._failures.setdefault(op, deque()).append(error)
-
-    def _enter(self, op: str, detail: str) -> None:
-        self.calls.append(f"{op} {detail}".strip())
-        queue = self._failures.get(op)
-        if queue:
-            raise queue.popleft()
 
     def _function(self, op: str, name: str) -> FakeFunction:
         fn = self.functions.get(name)

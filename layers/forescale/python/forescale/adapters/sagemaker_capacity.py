@@ -16,14 +16,14 @@ from __future__ import annotations
 import hashlib
 import re
 from abc import ABC, abstractmethod
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from forescale.domain.ratelimit import ActuationError, CallGate, DeferredError, RejectedError
+from forescale.adapters.scripted import ScriptedFailures
+from forescale.domain.ratelimit import CallGate, DeferredError, RejectedError
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker.client import SageMakerClient
@@ -255,31 +255,21 @@ class FakeEndpoint:
     pending_counts: dict[str, int] = field(default_factory=dict)
 
 
-class FakeSageMaker(SageMakerCapacityPort):
+class FakeSageMaker(SageMakerCapacityPort, ScriptedFailures):
     """Endpoints and configs in memory. Changes leave the endpoint Updating until `complete_updates()`;
     `rollback_next_update` makes the next UpdateEndpoint end InService on the old config."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.endpoints: dict[str, FakeEndpoint] = {}
         self.configs: dict[str, dict[str, tuple[str, int]]] = {}  # config -> variant -> (type, count)
         self.deployments: list[tuple[str, str, BlueGreenSettings]] = []
-        self.calls: list[str] = []
         self.rollback_next_update = False
-        self._failures: dict[str, deque[ActuationError]] = {}
 
     def add_endpoint(self, name: str, variant: str, instance_type: str, count: int) -> None:
         config = f"{name}-config"
         self.configs[config] = {variant: (instance_type, count)}
         self.endpoints[name] = FakeEndpoint(config_name=config, counts={variant: count})
-
-    def fail_next(self, op: str, error: ActuationError) -> None:
-        self._failures.setdefault(op, deque()).append(error)
-
-    def _enter(self, op: str, detail: str) -> None:
-        self.calls.append(f"{op} {detail}")
-        queue = self._failures.get(op)
-        if queue:
-            raise queue.popleft()
 
     def _endpoint(self, op: str, name: str) -> FakeEndpoint:
         ep = self.endpoints.get(name)
