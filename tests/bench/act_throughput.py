@@ -14,11 +14,9 @@ Numbers, not a test.
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import sys
 import time
-import zipfile
 from collections import Counter
 from typing import Any
 
@@ -29,6 +27,7 @@ from moto import mock_aws
 from forescale.adapters.state import DynamoStateStore, table_definition
 from forescale.domain.ratelimit import ManualClock, max_in_window
 from forescale.domain.targets import TargetKind
+from forescale.local.environment import function_zip
 from forescale.local.moto_extension import install, reset, set_account_concurrency_limit, set_ready_delays
 from forescale.local.router import load_handler
 from forescale.runtime.models import DecisionMadeDetail, DecisionRecord, DecisionStatus, Mode, TargetConfig
@@ -36,7 +35,6 @@ from forescale.runtime.settings import ActSettings
 
 REGION = "us-east-1"
 START = 1_795_392_000.0
-
 
 
 def report(phase: str, stamps: list[tuple[float, str]], fake_s: float, wall_s: float, counts: dict[str, int]) -> None:
@@ -53,13 +51,6 @@ def report(phase: str, stamps: list[tuple[float, str]], fake_s: float, wall_s: f
     )
     print(f"  lambda ops: {dict(sorted(ops.items()))}")
     print(f"  outcomes:   {counts}")
-
-
-def function_zip() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("handler.py", "def handler(event, context):\n    return event\n")
-    return buffer.getvalue()
 
 
 def main() -> int:
@@ -83,7 +74,7 @@ def main() -> int:
                 RoleName="fn-role", AssumeRolePolicyDocument="{}"
             )["Role"]["Arn"]
             store = DynamoStateStore(db, "forescale")
-            code = function_zip()
+            code = function_zip("handler")
             t0 = time.perf_counter()
             details: list[DecisionMadeDetail] = []
             decided_at = int(START)

@@ -47,14 +47,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import io
 import json
 import logging
 import os
 import sys
 import threading
 import time
-import zipfile
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout, suppress
@@ -68,7 +66,7 @@ from forescale.adapters.state import DynamoStateStore
 from forescale.domain.ratelimit import ManualClock, TokenBucket, max_in_window
 from forescale.domain.targets import TargetKind
 from forescale.local import moto_extension
-from forescale.local.environment import environment_variables, function_env, provision
+from forescale.local.environment import environment_variables, function_env, function_zip, provision
 from forescale.local.router import LambdaContextStub, Subscription, scheduled_event
 from forescale.local.server import LocalAws
 from forescale.runtime import lambda_support
@@ -537,13 +535,6 @@ def target_plans(opts: LoadOptions) -> list[TargetPlan]:
     return out
 
 
-def _zip() -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("app.py", "def handler(event, context):\n    return {'ok': True}\n")
-    return buf.getvalue()
-
-
 def _demand(seed: int, name: str, minute: int, rate_rps: float) -> float:
     """Requests in one minute: the target's rate ± 10 %, deterministic per (seed, target, minute)."""
     u = int.from_bytes(hashlib.sha256(f"{seed}|{name}|{minute}".encode()).digest()[:8], "big") / 2**64
@@ -554,7 +545,7 @@ def setup_targets(aws: LocalAws, store: DynamoStateStore, plans: list[TargetPlan
     """Functions, aliases, registrations and history (see the module docstring, steps 2-3)."""
     lam, cw = aws.client("lambda"), aws.client("cloudwatch")
     aws.client("iam").create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument="{}")
-    code = _zip()
+    code = function_zip()
     history_start = START
     cycle_minute = START + 60 * opts.history_minutes  # the minute collect reads
     datums: list[dict[str, Any]] = []
@@ -662,7 +653,6 @@ def _lost(decisions: dict[str, list[DecisionRecord]], capacities: dict[str, int]
                 f"(status {newest.status.value}: {newest.outcome or ''})"[:300]
             )
     return lost
-
 
 
 def run_load(opts: LoadOptions, log: Callable[[str], None] = lambda _: None) -> LoadResult:

@@ -32,7 +32,13 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 
 from forescale.domain.ratelimit import ManualClock
 from forescale.local import moto_extension
-from forescale.local.environment import LocalEnvironment, environment_variables, function_env, provision
+from forescale.local.environment import (
+    LocalEnvironment,
+    environment_variables,
+    function_env,
+    function_zip,
+    provision,
+)
 from forescale.local.router import LambdaContextStub, load_handler, scheduled_event
 from forescale.runtime import lambda_support
 from forescale.runtime.models import (
@@ -498,15 +504,6 @@ class Pipeline:
         return total
 
 
-def _function_zip() -> bytes:
-    import zipfile
-
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("app.py", "def handler(event, context):\n    return {'ok': True}\n")
-    return buf.getvalue()
-
-
 def _provision_resources(cfgs: dict[str, TargetConfig]) -> None:
     iam = boto3.client("iam", region_name=REGION)
     lam = boto3.client("lambda", region_name=REGION)
@@ -516,7 +513,7 @@ def _provision_resources(cfgs: dict[str, TargetConfig]) -> None:
         if cfg.kind.is_lambda:
             lam.create_function(
                 FunctionName=name, Runtime="python3.12", Role=ROLE, Handler="app.handler",
-                Code={"ZipFile": _function_zip()}, Tags={"forescale:managed": "true"},
+                Code={"ZipFile": function_zip()}, Tags={"forescale:managed": "true"},
             )  # fmt: skip
             version = lam.publish_version(FunctionName=name)["Version"]
             lam.create_alias(FunctionName=name, Name="live", FunctionVersion=version)

@@ -6,8 +6,6 @@ Transitions (IN_PROGRESS→READY, Updating→InService) are driven by a fake clo
 
 from __future__ import annotations
 
-import io
-import zipfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +18,7 @@ from moto import mock_aws
 from moto.awslambda import urls as lambda_urls
 from moto.awslambda.models import LambdaBackend
 
+from forescale.local.environment import function_zip
 from forescale.local.moto_extension import (
     fail_next_provisioned_allocation,
     gpu_instance_types,
@@ -84,13 +83,6 @@ def error_of(excinfo: pytest.ExceptionInfo[ClientError]) -> tuple[str, int, str]
     return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]["Message"]
 
 
-def function_zip() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("handler.py", "def handler(event, context):\n    return event\n")
-    return buffer.getvalue()
-
-
 def make_role(iam: Any) -> str:
     role: str = iam.create_role(RoleName="fn-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     return role
@@ -103,7 +95,7 @@ def make_function(lam: Any, role_arn: str, name: str = FN, *, alias: str | None 
         Runtime="python3.12",
         Role=role_arn,
         Handler="handler.handler",
-        Code={"ZipFile": function_zip()},
+        Code={"ZipFile": function_zip("handler")},
     )
     version: str = lam.publish_version(FunctionName=name)["Version"]
     if alias:

@@ -21,10 +21,8 @@ the same workload and seed: a test holds the demo to that.
 from __future__ import annotations
 
 import contextlib
-import io
 import sys
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -110,13 +108,6 @@ def load_workload(opts: DemoOptions) -> Trace:
     return generate(days=opts.history_days + opts.days, step_s=60, seed=opts.seed, targets=opts.targets)
 
 
-def _zip() -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("app.py", "def handler(event, context):\n    return {'ok': True}\n")
-    return buf.getvalue()
-
-
 def initial_capacities(trace: Trace, start_at: int) -> dict[str, tuple[int, str | None]]:
     """What target tracking had set when forescale takes over: the demo account ran it until `start_at`."""
     from forescale.replay.engine import ReplayConfig, replay
@@ -139,7 +130,9 @@ def provision_resources(
     at the capacity target tracking had given them."""
     iam, lam, sm = aws.client("iam"), aws.client("lambda"), aws.client("sagemaker")
     iam.create_role(RoleName="forescale-demo-function", AssumeRolePolicyDocument="{}")
-    code = _zip()
+    from forescale.local.environment import function_zip
+
+    code = function_zip()
     for name, cfg in configs.items():
         tags = {"forescale:managed": "true"}
         if cfg.kind.is_lambda:

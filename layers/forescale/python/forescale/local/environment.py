@@ -51,6 +51,17 @@ class LocalEnvironment:
         return messages
 
 
+def function_zip(module: str = "app") -> bytes:
+    """Deployment package of a stand-in user function (`<module>.handler`); moto stores it, nothing runs it."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(f"{module}.py", "def handler(event, context):\n    return {'ok': True}\n")
+    return buffer.getvalue()
+
+
 def function_env(table: str, bus: str) -> dict[str, str]:
     return {"TABLE_NAME": table, "EVENT_BUS_NAME": bus, "POWERTOOLS_METRICS_NAMESPACE": "forescale"}
 
