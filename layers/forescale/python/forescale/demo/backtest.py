@@ -279,10 +279,39 @@ def _gap_ranges(minutes: Sequence[int]) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
-def _pull(
-    cw: CloudWatchClient, cfg: TargetConfig, start: int, end: int, now: int
-) -> tuple[list[float], list[DemandSampleDetail], tuple[tuple[int, int], ...], int, int]:
-    """(requests per minute, samples, gaps, quiet minutes, GetMetricData calls) for [start, end)."""
+@dataclass(frozen=True)
+class _Demand:
+    """A resource's demand as read from CloudWatch for [start, end)."""
+
+    start: int
+    end: int
+    requests: list[float]  # per minute
+    samples: list[DemandSampleDetail]
+    gaps: tuple[tuple[int, int], ...]
+    quiet: int  # minutes with no datapoint that count as zero demand
+    calls: int  # GetMetricData calls
+
+    def history(
+        self, cfg: TargetConfig, params: dict[str, Any], notes: Sequence[str], other_calls: int
+    ) -> PulledHistory:
+        """The pulled history of `cfg`, with the trace parameters, notes and the describe calls it took."""
+        return PulledHistory(
+            config=cfg,
+            target=TraceTarget(cfg.name, tuple(self.requests), params),
+            start=self.start,
+            end=self.end,
+            gaps=self.gaps,
+            with_data=sum(1 for s in self.samples if s.requests > 0),
+            quiet=self.quiet,
+            missing=sum((b - a) // MINUTE_S for a, b in self.gaps),
+            get_metric_data_calls=self.calls,
+            api_calls=self.calls + other_calls,
+            notes=tuple(notes),
+        )
+
+
+def _pull(cw: CloudWatchClient, cfg: TargetConfig, start: int, end: int, now: int) -> _Demand:
+    """The demand of `cfg`'s resource over [start, end); BacktestError when it had none."""
     windows, reader = _read_windows(cw, cfg, start, end)
     retained_from = now - ONE_MINUTE_RETENTION_DAYS * DAY_S
     samples, missing, quiet = _demand(cfg, windows, retained_from)
@@ -296,7 +325,7 @@ def _pull(
         )
     by_minute = {s.timestamp: s.requests for s in samples}
     requests = [by_minute.get(m, 0.0) for m in range(start, end, MINUTE_S)]
-    return requests, samples, _gap_ranges(missing), quiet, reader.calls
+    return _Demand(start, end, requests, samples, _gap_ranges(missing), quiet, reader.calls)
 
 
 def lambda_history(
@@ -319,8 +348,8 @@ def lambda_history(
     cfg = TargetConfig(
         name=f"{name}:{alias}" if alias else name, kind=kind, function_name=name, qualifier=alias, memory_mb=memory_mb
     )
-    requests, samples, gaps, quiet, calls = _pull(cw, cfg, start, end, now)
-    weighted = [(s.duration_ms, s.requests) for s in samples if s.duration_ms and s.requests > 0]
+    demand = _pull(cw, cfg, start, end, now)
+    weighted = [(s.duration_ms, s.requests) for s in demand.samples if s.duration_ms and s.requests > 0]
     invocations = sum(n for _, n in weighted)
     if not invocations:
         raise BacktestError(
@@ -338,19 +367,7 @@ def lambda_history(
         "resource": cfg.resource_label,
     }
     cfg = cfg.model_copy(update={"duration_s": duration_ms / 1000})
-    return PulledHistory(
-        config=cfg,
-        target=TraceTarget(cfg.name, tuple(requests), params),
-        start=start,
-        end=end,
-        gaps=gaps,
-        with_data=sum(1 for s in samples if s.requests > 0),
-        quiet=quiet,
-        missing=sum((b - a) // MINUTE_S for a, b in gaps),
-        get_metric_data_calls=calls,
-        api_calls=calls + 1,
-        notes=tuple(notes),
-    )
+    return demand.history(cfg, params, notes, other_calls=1)  # GetFunctionConfiguration
 
 
 def _current_variant(sm: SageMakerClient, endpoint: str, variant: str) -> tuple[str, int]:
@@ -411,8 +428,8 @@ def sagemaker_history(
         instance_type=instance_type,
         min_capacity=MIN_INSTANCES,
     )
-    requests, samples, gaps, quiet, calls = _pull(cw, cfg, start, end, now)
-    latencies = [(s.latency_ms, s.requests) for s in samples if s.latency_ms is not None and s.requests > 0]
+    demand = _pull(cw, cfg, start, end, now)
+    latencies = [(s.latency_ms, s.requests) for s in demand.samples if s.latency_ms is not None and s.requests > 0]
     served = sum(n for _, n in latencies)
     latency = f" · {sum(d * n for d, n in latencies) / served:.0f} ms model latency" if served else ""
     cheapest = min(catalog, key=lambda c: c.price_per_hour / c.capacity_rps).name
@@ -433,19 +450,7 @@ def sagemaker_history(
         "current_instance_type": instance_type,
         "current_instances": count,
     }
-    return PulledHistory(
-        config=cfg,
-        target=TraceTarget(cfg.name, tuple(requests), params),
-        start=start,
-        end=end,
-        gaps=gaps,
-        with_data=sum(1 for s in samples if s.requests > 0),
-        quiet=quiet,
-        missing=sum((b - a) // MINUTE_S for a, b in gaps),
-        get_metric_data_calls=calls,
-        api_calls=calls + 2,
-        notes=tuple(notes),
-    )
+    return demand.history(cfg, params, notes, other_calls=2)  # DescribeEndpoint and DescribeEndpointConfig
 
 
 def history_trace(pulled: PulledHistory, region: str, pulled_at: int) -> Trace:
