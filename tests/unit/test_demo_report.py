@@ -22,13 +22,15 @@ from forescale.demo.report import (
     trace_window,
     write_report,
 )
+from forescale.demo.runner import target_config
 from forescale.domain.decision import Decision
 from forescale.domain.forecast import Forecast, SeriesHistory
 from forescale.replay.engine import DecisionRow, ReplayConfig, replay
 from forescale.replay.evaluate import evaluate, per_step
 from forescale.replay.trace import Trace, TraceTarget
 from forescale.replay.workload import generate
-from forescale.runtime.models import DecisionRecord, DecisionStatus, Mode
+from forescale.runtime.models import DecisionRecord, DecisionStatus, TargetConfig
+from forescale.runtime.plan import decision_record
 
 DAY_S = 86_400
 
@@ -62,27 +64,9 @@ class YesterdayForecaster:
         return out
 
 
-def audit_record(d: Decision) -> DecisionRecord:
-    """The audit record plan would store for a replayed decision (active mode, applied)."""
-    return DecisionRecord(
-        decision_id=DecisionRecord.id_for(d.target, d.decided_at),
-        target=d.target,
-        decided_at=d.decided_at,
-        capacity=d.capacity,
-        previous=d.previous,
-        recommended=d.recommended,
-        instance_type=d.instance_type if d.type_change else None,
-        previous_instance_type=d.previous_instance_type,
-        policy=d.policy,
-        reason=d.reason,
-        shaped_by=d.shaped_by,
-        demand_rps=d.demand_rps,
-        observed_rps=d.observed_rps,
-        band=d.band,
-        data_missing=d.data_missing,
-        mode=Mode.ACTIVE,
-        status=DecisionStatus.APPLIED,
-    )
+def audit_record(cfg: TargetConfig, d: Decision) -> DecisionRecord:
+    """The audit record plan stores for a replayed decision, as act leaves it once applied."""
+    return decision_record(cfg, d, None, "replay").model_copy(update={"status": DecisionStatus.APPLIED})
 
 
 def sample_report(
@@ -114,7 +98,7 @@ def sample_report(
             api_calls=len(ours.rows),
         ),
         forecasts=issued,
-        records=[audit_record(d) for d in ours.decisions],
+        records=[audit_record(target_config(d.target, full), d) for d in ours.decisions],
     )
     return report, window, ours.rows, theirs.rows
 
