@@ -549,6 +549,7 @@ FUNCTION_ENV = function_env(TABLE, TABLE) | {
 def pipeline(mock: Any, interceptor: Interceptor) -> Iterator[Pipeline]:
     """A fresh account (moto reset) with the stack, the user's resources, the targets and an hour of history."""
     mock.reset()
+    interceptor.reset()  # a fresh account has had no calls, faults or changes
     clock = ManualClock(at(HISTORY_MINUTES))
     captured = Captured()
     base_logger = logging.getLogger(forescale_logger.name)

@@ -64,7 +64,6 @@ def test_a_crash_after_any_call_is_put_right_by_the_next_cycles(
 ) -> None:
     mock, interceptor = moto_and_interceptor
     ref = reference()
-    interceptor.reset()
     with pipeline(mock, interceptor) as p:
         p.break_cycle(site, CRASH)
         p.settle()

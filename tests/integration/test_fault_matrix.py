@@ -96,7 +96,6 @@ def test_a_fault_at_any_call_loses_nothing_doubles_nothing_and_is_visible(
 ) -> None:
     mock, interceptor = moto_and_interceptor
     ref = reference()
-    interceptor.reset()
     with pipeline(mock, interceptor) as p:
         p.break_cycle(case.site, case.fault)
         logged, counted, seen = _visible(p, case.fault)
