@@ -39,14 +39,14 @@ def ops_alarm_name(stack_name: str, what: str) -> str:
     return f"ops-{stack_name}-{what}"
 
 
-def target_metric(name: str, target: str, statistic: str = "Average") -> cw.Metric:
+def minute_metric(namespace: str, name: str, dims: dict[str, str], statistic: str = "Sum") -> cw.Metric:
     return cw.Metric(
-        namespace=NAMESPACE,
-        metric_name=name,
-        dimensions_map={**SERVICE_DIMENSION, "target": target},
-        statistic=statistic,
-        period=Duration.minutes(1),
+        namespace=namespace, metric_name=name, dimensions_map=dims, statistic=statistic, period=Duration.minutes(1)
     )
+
+
+def target_metric(name: str, target: str, statistic: str = "Average") -> cw.Metric:
+    return minute_metric(NAMESPACE, name, {**SERVICE_DIMENSION, "target": target}, statistic)
 
 
 class AlarmsAndDashboard(Construct):
@@ -226,39 +226,15 @@ class AlarmsAndDashboard(Construct):
             dims = {"FunctionName": target.function_name}
             if target.qualifier:
                 dims["Resource"] = f"{target.function_name}:{target.qualifier}"
-            spill = cw.Metric(
-                namespace="AWS/Lambda",
-                metric_name="ProvisionedConcurrencySpilloverInvocations",
-                dimensions_map=dims,
-                statistic="Sum",
-                period=Duration.minutes(1),
-            )
-            throttles = cw.Metric(
-                namespace="AWS/Lambda",
-                metric_name="Throttles",
-                dimensions_map=dims,
-                statistic="Sum",
-                period=Duration.minutes(1),
-            )
+            spill = minute_metric("AWS/Lambda", "ProvisionedConcurrencySpilloverInvocations", dims)
+            throttles = minute_metric("AWS/Lambda", "Throttles", dims)
             widgets.append(
                 cw.GraphWidget(title=f"{target.name}: spill and throttles", left=[spill, throttles], width=8)
             )
         elif target.endpoint_name and target.variant_name:
             dims = {"EndpointName": target.endpoint_name, "VariantName": target.variant_name}
-            latency = cw.Metric(
-                namespace="AWS/SageMaker",
-                metric_name="ModelLatency",
-                dimensions_map=dims,
-                statistic="p99",
-                period=Duration.minutes(1),
-            )
-            errors = cw.Metric(
-                namespace="AWS/SageMaker",
-                metric_name="Invocation5XXErrors",
-                dimensions_map=dims,
-                statistic="Sum",
-                period=Duration.minutes(1),
-            )
+            latency = minute_metric("AWS/SageMaker", "ModelLatency", dims, "p99")
+            errors = minute_metric("AWS/SageMaker", "Invocation5XXErrors", dims)
             widgets.append(
                 cw.GraphWidget(
                     title=f"{target.name}: p99 latency (µs) and 5XX", left=[latency], right=[errors], width=8
