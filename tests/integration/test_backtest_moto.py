@@ -171,6 +171,12 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     return rc, captured.out, captured.err
 
 
+def backtest(capsys: pytest.CaptureFixture[str], out: Path, *resource: str) -> tuple[int, str, str]:
+    """`forescale backtest --from-cloudwatch <resource options> --days 3 --out OUT` in this test's region."""
+    argv = ["backtest", "--from-cloudwatch", *resource, "--days", "3", "--out", str(out), "--region", REGION]
+    return run_cli(argv, capsys)
+
+
 def now_minute() -> int:
     return int(time.time()) // MINUTE_S * MINUTE_S
 
@@ -198,23 +204,7 @@ def test_given_three_days_of_a_lambda_alias_when_backtested_then_the_report_repl
     out = tmp_path / "bt"
 
     # When
-    rc, stdout, stderr = run_cli(
-        [
-            "backtest",
-            "--from-cloudwatch",
-            "--function",
-            "checkout",
-            "--alias",
-            "live",
-            "--days",
-            "3",
-            "--out",
-            str(out),
-            "--region",
-            REGION,
-        ],
-        capsys,
-    )
+    rc, stdout, stderr = backtest(capsys, out, "--function", "checkout", "--alias", "live")
 
     # Then: the report folder is complete
     assert rc == 0, stderr
@@ -258,23 +248,7 @@ def test_given_a_lambda_with_no_invocations_when_backtested_then_it_exits_2_sayi
     aws: Aws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     make_function(aws, "idle", "live")
-    rc, _, err = run_cli(
-        [
-            "backtest",
-            "--from-cloudwatch",
-            "--function",
-            "idle",
-            "--alias",
-            "live",
-            "--days",
-            "3",
-            "--out",
-            str(tmp_path / "bt"),
-            "--region",
-            REGION,
-        ],
-        capsys,
-    )
+    rc, _, err = backtest(capsys, tmp_path / "bt", "--function", "idle", "--alias", "live")
     assert rc == 2
     assert "no Invocations for lambda:idle:live in the last 3 days" in err
     assert not (tmp_path / "bt" / "report.html").exists()
@@ -291,23 +265,7 @@ def test_given_an_unknown_function_or_alias_when_backtested_then_the_aws_error_i
     aws: Aws, tmp_path: Path, capsys: pytest.CaptureFixture[str], function: str, alias: str, expected: str
 ) -> None:
     make_function(aws, "checkout", "live")
-    rc, _, err = run_cli(
-        [
-            "backtest",
-            "--from-cloudwatch",
-            "--function",
-            function,
-            "--alias",
-            alias,
-            "--days",
-            "3",
-            "--out",
-            str(tmp_path / "bt"),
-            "--region",
-            REGION,
-        ],
-        capsys,
-    )
+    rc, _, err = backtest(capsys, tmp_path / "bt", "--function", function, "--alias", alias)
     assert rc == 2
     assert "GetFunctionConfiguration" in err and expected in err and f"{function}:{alias}" in err
 
@@ -351,25 +309,7 @@ def test_given_three_days_of_an_endpoint_variant_when_backtested_with_a_catalog_
     out = tmp_path / "bt"
 
     # When
-    rc, _, stderr = run_cli(
-        [
-            "backtest",
-            "--from-cloudwatch",
-            "--endpoint",
-            "ranker",
-            "--variant",
-            "AllTraffic",
-            "--catalog",
-            str(catalog),
-            "--days",
-            "3",
-            "--out",
-            str(out),
-            "--region",
-            REGION,
-        ],
-        capsys,
-    )
+    rc, _, stderr = backtest(capsys, out, "--endpoint", "ranker", "--variant", "AllTraffic", "--catalog", str(catalog))
 
     # Then
     assert rc == 0, stderr
@@ -405,24 +345,8 @@ def test_given_a_bad_catalog_when_backtesting_an_endpoint_then_it_exits_2_naming
 ) -> None:
     make_endpoint(aws, "ranker", "ml.g4dn.xlarge")
     catalog = write_catalog(tmp_path / "catalog.json", catalog_text)
-    rc, _, err = run_cli(
-        [
-            "backtest",
-            "--from-cloudwatch",
-            "--endpoint",
-            "ranker",
-            "--variant",
-            "AllTraffic",
-            "--catalog",
-            str(catalog),
-            "--days",
-            "3",
-            "--out",
-            str(tmp_path / "bt"),
-            "--region",
-            REGION,
-        ],
-        capsys,
+    rc, _, err = backtest(
+        capsys, tmp_path / "bt", "--endpoint", "ranker", "--variant", "AllTraffic", "--catalog", str(catalog)
     )
     assert rc == 2
     assert err.startswith("forescale backtest: ")
@@ -441,24 +365,8 @@ def test_given_an_unknown_endpoint_or_variant_when_backtested_then_it_exits_2_na
 ) -> None:
     make_endpoint(aws, "ranker", "ml.g4dn.xlarge")
     catalog = write_catalog(tmp_path / "catalog.json", CATALOG)
-    rc, _, err = run_cli(
-        [
-            "backtest",
-            "--from-cloudwatch",
-            "--endpoint",
-            endpoint,
-            "--variant",
-            variant,
-            "--catalog",
-            str(catalog),
-            "--days",
-            "3",
-            "--out",
-            str(tmp_path / "bt"),
-            "--region",
-            REGION,
-        ],
-        capsys,
+    rc, _, err = backtest(
+        capsys, tmp_path / "bt", "--endpoint", endpoint, "--variant", variant, "--catalog", str(catalog)
     )
     assert rc == 2
     assert expected in err
