@@ -42,11 +42,11 @@ from forescale.runtime.models import (
     DecisionMadeDetail,
     DecisionRecord,
     DecisionStatus,
-    InstanceTypeSpec,
     Mode,
     TargetConfig,
 )
 from forescale.runtime.settings import ActSettings
+from tests.targets import endpoint_target, pc_target, reserved_target
 
 S = DecisionStatus
 REGION = "us-east-1"
@@ -55,10 +55,6 @@ TABLE = "forescale"
 BUS = "forescale"
 START = 1_795_392_000.0  # 2026-11-23 00:00 UTC
 MODEL = "ranker-model"
-CATALOG = (
-    InstanceTypeSpec(name="ml.g5.xlarge", price_per_hour=1.41, capacity_rps=60),
-    InstanceTypeSpec(name="ml.g6.xlarge", price_per_hour=1.17, capacity_rps=55),
-)
 MUTATING = {
     "PutProvisionedConcurrencyConfig",
     "DeleteProvisionedConcurrencyConfig",
@@ -362,29 +358,6 @@ class World:
         for _ in range(cycles):
             self.clock.advance(step_s)
             self.service.sweep(self.now)
-
-
-def pc_target(name: str) -> TargetConfig:
-    return TargetConfig(
-        name=name, kind=TargetKind.LAMBDA_PROVISIONED, function_name=name, qualifier="live", mode=Mode.ACTIVE
-    )
-
-
-def reserved_target(name: str) -> TargetConfig:
-    return TargetConfig(name=name, kind=TargetKind.LAMBDA_RESERVED, function_name=name, mode=Mode.ACTIVE)
-
-
-def endpoint_target(name: str = "ranker", kind: TargetKind = TargetKind.SAGEMAKER_INSTANCE_COUNT) -> TargetConfig:
-    return TargetConfig(
-        name=name,
-        kind=kind,
-        endpoint_name=name,
-        variant_name="AllTraffic",
-        catalog=CATALOG,
-        instance_type="ml.g5.xlarge",
-        min_capacity=1,
-        mode=Mode.ACTIVE,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -23,19 +23,17 @@ from forescale.runtime.models import (
     DecisionMadeDetail,
     DecisionRecord,
     DecisionStatus,
-    InstanceTypeSpec,
     Mode,
     TargetConfig,
 )
 from forescale.runtime.settings import ActSettings
+from tests.targets import endpoint_target as endpoint
+from tests.targets import pc_target as pc
+from tests.targets import reserved_target as reserved
 
 S = DecisionStatus
 T0 = 1_700_000_000
 LEASE = 120
-CATALOG = (
-    InstanceTypeSpec(name="ml.g5.xlarge", price_per_hour=1.41, capacity_rps=60),
-    InstanceTypeSpec(name="ml.g6.xlarge", price_per_hour=1.17, capacity_rps=55),
-)
 
 
 @pytest.fixture(autouse=True)
@@ -117,29 +115,6 @@ class World:
         verbs = ("set_", "remove_", "copy_config", "update_endpoint", "deregister", "restore")
         calls = self.lam.calls + self.sm.calls + self.aas.calls
         return [c for c in calls if c.startswith(verbs)]
-
-
-def pc(name: str = "orders", mode: Mode = Mode.ACTIVE, qualifier: str = "live") -> TargetConfig:
-    return TargetConfig(
-        name=name, kind=TargetKind.LAMBDA_PROVISIONED, function_name=name, qualifier=qualifier, mode=mode
-    )
-
-
-def reserved(name: str = "batch") -> TargetConfig:
-    return TargetConfig(name=name, kind=TargetKind.LAMBDA_RESERVED, function_name=name, mode=Mode.ACTIVE)
-
-
-def endpoint(name: str = "ranker", kind: TargetKind = TargetKind.SAGEMAKER_INSTANCE_COUNT) -> TargetConfig:
-    return TargetConfig(
-        name=name,
-        kind=kind,
-        endpoint_name=name,
-        variant_name="AllTraffic",
-        catalog=CATALOG,
-        instance_type="ml.g5.xlarge",
-        min_capacity=1,
-        mode=Mode.ACTIVE,
-    )
 
 
 @pytest.fixture
