@@ -27,7 +27,7 @@ from moto import mock_aws
 from forescale.adapters.state import DynamoStateStore, table_definition
 from forescale.domain.ratelimit import ManualClock, max_in_window
 from forescale.domain.targets import TargetKind
-from forescale.local.environment import function_zip
+from forescale.local.environment import create_stand_in_function, function_zip
 from forescale.local.moto_extension import install, reset, set_account_concurrency_limit, set_ready_delays
 from forescale.local.router import load_handler
 from forescale.runtime.models import DecisionMadeDetail, DecisionRecord, DecisionStatus, Mode, TargetConfig
@@ -74,21 +74,13 @@ def main() -> int:
                 RoleName="fn-role", AssumeRolePolicyDocument="{}"
             )["Role"]["Arn"]
             store = DynamoStateStore(db, "forescale")
-            code = function_zip("handler")
+            code = function_zip()
             t0 = time.perf_counter()
             details: list[DecisionMadeDetail] = []
             decided_at = int(START)
             for i in range(a.functions):
                 name = f"fn-{i:04d}"
-                setup_lambda.create_function(
-                    FunctionName=name,
-                    Runtime="python3.12",
-                    Role=role,
-                    Handler="handler.handler",
-                    Code={"ZipFile": code},
-                )
-                version = setup_lambda.publish_version(FunctionName=name)["Version"]
-                setup_lambda.create_alias(FunctionName=name, Name="live", FunctionVersion=version)
+                create_stand_in_function(setup_lambda, name, role, code=code)
                 store.put_target(
                     TargetConfig(
                         name=name,

@@ -66,7 +66,13 @@ from forescale.adapters.state import DynamoStateStore
 from forescale.domain.ratelimit import ManualClock, TokenBucket, max_in_window
 from forescale.domain.targets import TargetKind
 from forescale.local import moto_extension
-from forescale.local.environment import environment_variables, function_env, function_zip, provision
+from forescale.local.environment import (
+    create_stand_in_function,
+    environment_variables,
+    function_env,
+    function_zip,
+    provision,
+)
 from forescale.local.router import LambdaContextStub, Subscription, scheduled_event
 from forescale.local.server import LocalAws
 from forescale.runtime import lambda_support
@@ -550,17 +556,10 @@ def setup_targets(aws: LocalAws, store: DynamoStateStore, plans: list[TargetPlan
     cycle_minute = START + 60 * opts.history_minutes  # the minute collect reads
     datums: list[dict[str, Any]] = []
     for p in plans:
-        lam.create_function(
-            FunctionName=p.name,
-            Runtime="python3.12",
-            Role=ROLE,
-            Handler="app.handler",
-            Code={"ZipFile": code},
-            Tags={"forescale:managed": "true"},
-        )
-        if p.kind is TargetKind.LAMBDA_PROVISIONED:
-            version = lam.publish_version(FunctionName=p.name)["Version"]
-            lam.create_alias(FunctionName=p.name, Name=ALIAS, FunctionVersion=version)
+        provisioned = p.kind is TargetKind.LAMBDA_PROVISIONED
+        alias = ALIAS if provisioned else None
+        create_stand_in_function(lam, p.name, ROLE, alias=alias, tags={"forescale:managed": "true"}, code=code)
+        if provisioned:
             if p.initial:
                 lam.put_provisioned_concurrency_config(
                     FunctionName=p.name, Qualifier=ALIAS, ProvisionedConcurrentExecutions=p.initial

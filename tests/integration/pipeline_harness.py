@@ -34,9 +34,9 @@ from forescale.domain.ratelimit import ManualClock
 from forescale.local import moto_extension
 from forescale.local.environment import (
     LocalEnvironment,
+    create_stand_in_function,
     environment_variables,
     function_env,
-    function_zip,
     provision,
 )
 from forescale.local.router import LambdaContextStub, load_handler, scheduled_event
@@ -511,12 +511,7 @@ def _provision_resources(cfgs: dict[str, TargetConfig]) -> None:
     iam.create_role(RoleName="forescale-test-function", AssumeRolePolicyDocument="{}")
     for name, cfg in cfgs.items():
         if cfg.kind.is_lambda:
-            lam.create_function(
-                FunctionName=name, Runtime="python3.12", Role=ROLE, Handler="app.handler",
-                Code={"ZipFile": function_zip()}, Tags={"forescale:managed": "true"},
-            )  # fmt: skip
-            version = lam.publish_version(FunctionName=name)["Version"]
-            lam.create_alias(FunctionName=name, Name="live", FunctionVersion=version)
+            create_stand_in_function(lam, name, ROLE, tags={"forescale:managed": "true"})
         else:
             sm.create_model(
                 ModelName=f"{name}-model", ExecutionRoleArn=ROLE,

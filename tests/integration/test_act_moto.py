@@ -10,9 +10,7 @@ extension's IN_PROGRESS→READY / Updating→InService transitions, so no test s
 from __future__ import annotations
 
 import importlib
-import io
 import threading
-import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ from moto.server import ThreadedMotoServer
 from forescale.adapters.state import DynamoStateStore, table_definition
 from forescale.domain.ratelimit import ManualClock
 from forescale.domain.targets import TargetKind
+from forescale.local.environment import create_stand_in_function
 from forescale.local.moto_extension import (
     fail_next_provisioned_allocation,
     install,
@@ -104,21 +103,10 @@ def test_concurrent_acts_apply_each_decision_once_through_the_threaded_server() 
         make("events").create_event_bus(Name=BUS)
         role = make("iam").create_role(RoleName="fn-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         lam, store = make("lambda"), DynamoStateStore(make("dynamodb"), TABLE)
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w") as archive:
-            archive.writestr("handler.py", "def handler(event, context):\n    return event\n")
         details = []
         for i in range(6):
             name = f"fn-{i}"
-            lam.create_function(
-                FunctionName=name,
-                Runtime="python3.12",
-                Role=role,
-                Handler="handler.handler",
-                Code={"ZipFile": buffer.getvalue()},
-            )
-            version = lam.publish_version(FunctionName=name)["Version"]
-            lam.create_alias(FunctionName=name, Name="live", FunctionVersion=version)
+            create_stand_in_function(lam, name, role)
             store.put_target(pc_target(name))
             record = DecisionRecord(
                 decision_id=DecisionRecord.id_for(name, int(START)),
@@ -265,18 +253,7 @@ class World:
         return int(self.clock())
 
     def function(self, name: str, alias: str = "live") -> None:
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w") as archive:
-            archive.writestr("handler.py", "def handler(event, context):\n    return event\n")
-        self.lam.create_function(
-            FunctionName=name,
-            Runtime="python3.12",
-            Role=self.role,
-            Handler="handler.handler",
-            Code={"ZipFile": buffer.getvalue()},
-        )
-        version = self.lam.publish_version(FunctionName=name)["Version"]
-        self.lam.create_alias(FunctionName=name, Name=alias, FunctionVersion=version)
+        create_stand_in_function(self.lam, name, self.role, alias=alias)
 
     def endpoint(self, name: str = "ranker", instance_type: str = "ml.g5.xlarge", count: int = 2) -> None:
         self.sm.create_model(

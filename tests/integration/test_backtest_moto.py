@@ -19,7 +19,6 @@ import math
 import random
 import re
 import time
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ from moto import mock_aws
 
 from forescale.cli import main
 from forescale.demo.backtest import BacktestError, BacktestOptions, run_backtest
+from forescale.local.environment import create_stand_in_function
 from forescale.replay.trace import load_trace
 
 REGION = "us-east-1"
@@ -70,19 +70,7 @@ def aws(moto_clients: tuple[Any, dict[str, Any]]) -> Aws:
 
 
 def make_function(aws: Aws, name: str, alias: str = "live", memory_mb: int = 2048) -> None:
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as z:
-        z.writestr("app.py", "def handler(event, context):\n    return event\n")
-    aws.lam.create_function(
-        FunctionName=name,
-        Runtime="python3.12",
-        Role=aws.role,
-        Handler="app.handler",
-        Code={"ZipFile": code.getvalue()},
-        MemorySize=memory_mb,
-    )
-    version = aws.lam.publish_version(FunctionName=name)["Version"]
-    aws.lam.create_alias(FunctionName=name, Name=alias, FunctionVersion=version)
+    create_stand_in_function(aws.lam, name, aws.role, alias=alias, memory_mb=memory_mb)
 
 
 def make_endpoint(aws: Aws, name: str = "ranker", instance_type: str = "ml.g4dn.xlarge", count: int = 2) -> None:

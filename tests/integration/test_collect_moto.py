@@ -14,13 +14,11 @@ moto 5.2.5 differences from AWS that these tests rely on or work around (checked
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
 import logging
 import math
 import sys
 import time
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +35,7 @@ from forescale.adapters.events import RecordingPublisher
 from forescale.adapters.state import DynamoStateStore, InMemoryStateStore, table_definition
 from forescale.domain.forecast import Forecast
 from forescale.domain.targets import TargetKind
+from forescale.local.environment import create_stand_in_function
 from forescale.runtime import lambda_support
 from forescale.runtime.collect import CollectService, UnknownTargetError
 from forescale.runtime.events import EventError
@@ -317,23 +316,13 @@ def test_given_tag_discovery_on_when_the_quarter_hour_run_fires_then_new_tagged_
     monkeypatch.setenv("DEFAULT_MODE", "dry-run")
     iam = boto3.client("iam")
     role = iam.create_role(RoleName="fn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as z:
-        z.writestr("index.py", "def handler(event, context):\n    return event\n")
     lam = boto3.client("lambda")
     for name, tags in {
         "checkout": {"forescale:managed": "true", "forescale:qualifier": "live"},
         "already": {"forescale:managed": "true", "forescale:kind": "lambda-reserved"},
         "other": {"team": "payments"},
     }.items():
-        lam.create_function(
-            FunctionName=name,
-            Runtime="python3.12",
-            Role=role,
-            Handler="index.handler",
-            Code={"ZipFile": code.getvalue()},
-            Tags=tags,
-        )
+        create_stand_in_function(lam, name, role, alias=None, tags=tags)
     existing = lambda_target("already", "already", None).model_copy(update={"min_capacity": 3})
     aws.store.put_target(existing)
     now = int(time.time()) // 900 * 900 + 5  # a quarter-hour run

@@ -18,7 +18,7 @@ from moto import mock_aws
 from moto.awslambda import urls as lambda_urls
 from moto.awslambda.models import LambdaBackend
 
-from forescale.local.environment import function_zip
+from forescale.local.environment import create_stand_in_function
 from forescale.local.moto_extension import (
     fail_next_provisioned_allocation,
     gpu_instance_types,
@@ -90,17 +90,8 @@ def make_role(iam: Any) -> str:
 
 def make_function(lam: Any, role_arn: str, name: str = FN, *, alias: str | None = ALIAS) -> str:
     """Create `name`, publish version 1, point `alias` at it; return the version."""
-    lam.create_function(
-        FunctionName=name,
-        Runtime="python3.12",
-        Role=role_arn,
-        Handler="handler.handler",
-        Code={"ZipFile": function_zip("handler")},
-    )
-    version: str = lam.publish_version(FunctionName=name)["Version"]
-    if alias:
-        lam.create_alias(FunctionName=name, Name=alias, FunctionVersion=version)
-    return version
+    function = create_stand_in_function(lam, name, role_arn, alias=alias)
+    return function.version or str(lam.publish_version(FunctionName=name)["Version"])
 
 
 def make_endpoint(sm: Any, *, instance_type: str = "ml.g5.xlarge", count: int = 2, config: str = "ranker-g5") -> None:

@@ -4,9 +4,7 @@ Tagging GetResources for both `lambda:function` and `sagemaker:endpoint`)."""
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +15,7 @@ from moto import mock_aws
 
 from forescale.adapters.tagging import TagDiscovery, parse_catalog
 from forescale.domain.targets import TargetKind
+from forescale.local.environment import create_stand_in_function
 from forescale.runtime.models import Mode
 
 REGION = "us-east-1"
@@ -53,23 +52,8 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         )
 
 
-def zipped() -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("index.py", "def handler(event, context):\n    return event\n")
-    return buf.getvalue()
-
-
 def function(aws: Aws, name: str, tags: dict[str, str]) -> str:
-    arn: str = aws.lam.create_function(
-        FunctionName=name,
-        Runtime="python3.12",
-        Role=aws.role,
-        Handler="index.handler",
-        Code={"ZipFile": zipped()},
-        Tags=tags,
-    )["FunctionArn"]
-    return arn
+    return create_stand_in_function(aws.lam, name, aws.role, alias=None, tags=tags).arn
 
 
 def endpoint(aws: Aws, name: str, variants: dict[str, str], tags: dict[str, str]) -> str:

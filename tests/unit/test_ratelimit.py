@@ -32,7 +32,6 @@ def _no_network() -> Iterator[None]:
     enable_socket()
 
 
-
 def drain(bucket: TokenBucket, clock: ManualClock, calls: int) -> list[float]:
     times = []
     for _ in range(calls):

@@ -130,23 +130,13 @@ def provision_resources(
     at the capacity target tracking had given them."""
     iam, lam, sm = aws.client("iam"), aws.client("lambda"), aws.client("sagemaker")
     iam.create_role(RoleName="forescale-demo-function", AssumeRolePolicyDocument="{}")
-    from forescale.local.environment import function_zip
+    from forescale.local.environment import create_stand_in_function, function_zip
 
     code = function_zip()
     for name, cfg in configs.items():
         tags = {"forescale:managed": "true"}
         if cfg.kind.is_lambda:
-            lam.create_function(
-                FunctionName=name,
-                Runtime="python3.12",
-                Role=ROLE,
-                Handler="app.handler",
-                Code={"ZipFile": code},
-                MemorySize=cfg.memory_mb,
-                Tags=tags,
-            )
-            version = lam.publish_version(FunctionName=name)["Version"]
-            lam.create_alias(FunctionName=name, Name=ALIAS, FunctionVersion=version)
+            create_stand_in_function(lam, name, ROLE, alias=ALIAS, memory_mb=cfg.memory_mb, tags=tags, code=code)
             if initial[name][0] > 0:
                 lam.put_provisioned_concurrency_config(
                     FunctionName=name, Qualifier=ALIAS, ProvisionedConcurrentExecutions=initial[name][0]

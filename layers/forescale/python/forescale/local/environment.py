@@ -51,15 +51,52 @@ class LocalEnvironment:
         return messages
 
 
-def function_zip(module: str = "app") -> bytes:
-    """Deployment package of a stand-in user function (`<module>.handler`); moto stores it, nothing runs it."""
+def function_zip() -> bytes:
+    """Deployment package of a stand-in user function (`app.handler`); moto stores it, nothing runs it."""
     import io
     import zipfile
 
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(f"{module}.py", "def handler(event, context):\n    return {'ok': True}\n")
+        archive.writestr("app.py", "def handler(event, context):\n    return {'ok': True}\n")
     return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class StandInFunction:
+    arn: str
+    version: str | None  # the published version `alias` points at (None: nothing published)
+
+
+def create_stand_in_function(
+    lam: Any,
+    name: str,
+    role: str,
+    *,
+    alias: str | None = "live",
+    memory_mb: int | None = None,
+    tags: Mapping[str, str] | None = None,
+    code: bytes | None = None,
+) -> StandInFunction:
+    """A user's Lambda function in moto, as forescale finds it: created, and with `alias` set, a version
+    published and the alias pointing at it. `code` saves re-zipping when creating many."""
+    kwargs: dict[str, Any] = {
+        "FunctionName": name,
+        "Runtime": "python3.12",
+        "Role": role,
+        "Handler": "app.handler",
+        "Code": {"ZipFile": code if code is not None else function_zip()},
+    }
+    if memory_mb is not None:
+        kwargs["MemorySize"] = memory_mb
+    if tags:
+        kwargs["Tags"] = dict(tags)
+    arn = str(lam.create_function(**kwargs)["FunctionArn"])
+    if alias is None:
+        return StandInFunction(arn, None)
+    version = str(lam.publish_version(FunctionName=name)["Version"])
+    lam.create_alias(FunctionName=name, Name=alias, FunctionVersion=version)
+    return StandInFunction(arn, version)
 
 
 def function_env(table: str, bus: str) -> dict[str, str]:
