@@ -207,3 +207,43 @@ def test_given_a_bad_event_for_any_function_then_it_goes_to_that_functions_dlq_a
     assert needle in message["MessageAttributes"]["ErrorMessage"]["StringValue"]
     assert json.loads(message["Body"])["id"] == f"bad-{function}"
     assert table_items(aws) == before
+
+
+def test_imported_history_reads_back_like_merged_samples_and_replaces_whole_hours(aws: LocalEnvironment) -> None:
+    from forescale.adapters.state import InMemoryStateStore
+
+    def minutes(name: str, rates: list[float | None], start: int = START) -> list[DemandSampleDetail]:
+        return [
+            DemandSampleDetail(target=name, timestamp=start + 60 * i, requests=r * 60, concurrency=r / 10)
+            for i, r in enumerate(rates)
+            if r is not None
+        ]
+
+    rates: list[float | None] = [float(i % 17) for i in range(3 * 60 + 7)]
+    rates[70] = None  # a gap stays missing
+    merged, memory = InMemoryStateStore(), InMemoryStateStore()
+    merged.put_samples(minutes("a", rates), ttl_s=86_400)
+    # 2 targets x 4 hours: 8 items, more than one BatchWriteItem would take if the limit were smaller
+    calls: list[int] = []
+    original = aws.clients["dynamodb"].batch_write_item
+
+    def first_call_leaves_one_unprocessed(**kwargs: Any) -> dict[str, Any]:
+        requests = kwargs["RequestItems"][aws.table]
+        calls.append(len(requests))
+        if len(calls) == 1:  # DynamoDB may return part of a batch unprocessed: it must be resent
+            resp: dict[str, Any] = original(RequestItems={aws.table: requests[:-1]})
+            return resp | {"UnprocessedItems": {aws.table: requests[-1:]}}
+        return dict(original(**kwargs))
+
+    aws.clients["dynamodb"].batch_write_item = first_call_leaves_one_unprocessed
+    store = aws.store
+    store.put_samples(minutes("a", [99.0] * 3, start=START + 3600 + 600), ttl_s=86_400)  # replaced by the import
+    store.import_samples(minutes("a", rates) + minutes("b", [5.0] * 200), ttl_s=86_400)
+    memory.import_samples(minutes("a", rates) + minutes("b", [5.0] * 200), ttl_s=86_400)
+    assert calls == [8, 1]
+    end = START + 4 * 3600
+    want = merged.load_history("a", START, end).rates
+    assert store.load_history("a", START, end).rates == want == memory.load_history("a", START, end).rates
+    assert want[70] is None and want[3 * 60 + 7] is None and want[71] == float(71 % 17)
+    assert store.load_metric("a", "concurrency", START, end) == merged.load_metric("a", "concurrency", START, end)
+    assert store.load_history("b", START, end).rates[:200] == [5.0] * 200

@@ -316,16 +316,15 @@ def run_pipeline(opts: DemoOptions, log: Callable[[str], None] = print) -> DemoR
             gaps = trace.gap_flags()
             from forescale.runtime.models import DemandSampleDetail
 
-            for name in configs:
-                req = trace.targets[name].requests
-                store.put_samples(
-                    [
-                        DemandSampleDetail(target=name, timestamp=trace.time(i), requests=req[i])
-                        for i in range(history_steps)
-                        if not gaps[i]
-                    ],
-                    ttl_s=30 * DAY_S,
-                )
+            store.import_samples(
+                [
+                    DemandSampleDetail(target=name, timestamp=trace.time(i), requests=trace.targets[name].requests[i])
+                    for name in configs
+                    for i in range(history_steps)
+                    if not gaps[i]
+                ],
+                ttl_s=30 * DAY_S,
+            )
             log(
                 f"provisioned {len(configs)} targets; {opts.history_days:g} days of history loaded; "
                 f"running {opts.days:g} simulated days"
