@@ -18,7 +18,10 @@ ACCEPTED = ("forescale.SamplesCollected", "forescale.ForecastReady")
 
 def build_service(settings: PlanSettings) -> PlanService:
     return PlanService(
-        lambda_support.state_store(settings), lambda_support.publisher(settings), settings.HISTORY_WARMUP_S
+        lambda_support.state_store(settings),
+        lambda_support.publisher(settings),
+        settings.HISTORY_WARMUP_S,
+        forecasts=lambda_support.forecast_cache(settings),
     )
 
 

@@ -572,7 +572,9 @@ class DynamoStateStore(StateStore):
             for (target, hour), fields in _hour_fields(samples).items()
         ]
         for i in range(0, len(items), BATCH_WRITE_MAX):
-            pending: dict[str, Any] = {self._table: [{"PutRequest": {"Item": it}} for it in items[i : i + BATCH_WRITE_MAX]]}
+            pending: dict[str, Any] = {
+                self._table: [{"PutRequest": {"Item": it}} for it in items[i : i + BATCH_WRITE_MAX]]
+            }
             while pending:
                 pending = self._db.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
 

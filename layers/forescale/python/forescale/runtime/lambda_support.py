@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from forescale.adapters.events import EventPublisher
-from forescale.adapters.state import DynamoStateStore
+from forescale.adapters.state import DynamoStateStore, ForecastCache
 from forescale.domain.ratelimit import ErrorFacts
 from forescale.runtime.events import EventError, parse_event
 from forescale.runtime.observability import logger, metrics
@@ -30,6 +30,7 @@ IDEMPOTENCY_TTL_S = 3600  # EventBridge redelivers within its 24 h retry window;
 _clients: dict[str, Any] = {}
 _clock: Callable[[], float] | None = None  # None: wall time; the local demo sets its simulated clock
 _persistence: dict[str, DynamoDBPersistenceLayer] = {}
+_forecast_caches: dict[str, ForecastCache] = {}
 
 
 def client(service: str) -> Any:
@@ -59,6 +60,7 @@ def reset() -> None:
     """Forget cached clients (tests switch between moto contexts)."""
     _clients.clear()
     _persistence.clear()
+    _forecast_caches.clear()
 
 
 def parse_or_reject(event: Any, accepted: tuple[str, ...]) -> EventBridgeModel:
@@ -76,6 +78,14 @@ def parse_or_reject(event: Any, accepted: tuple[str, ...]) -> EventBridgeModel:
 
 def state_store(settings: FunctionSettings) -> DynamoStateStore:
     return DynamoStateStore(client("dynamodb"), settings.TABLE_NAME)
+
+
+def forecast_cache(settings: FunctionSettings) -> ForecastCache:
+    """Decoded forecasts kept for the life of the process (per table): a warm function reads a
+    target's forecast blob once per issue, not on every invocation."""
+    if settings.TABLE_NAME not in _forecast_caches:
+        _forecast_caches[settings.TABLE_NAME] = ForecastCache(state_store(settings))
+    return _forecast_caches[settings.TABLE_NAME]
 
 
 def publisher(settings: FunctionSettings) -> EventPublisher:

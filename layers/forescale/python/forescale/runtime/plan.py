@@ -134,11 +134,17 @@ def decision_made(cfg: TargetConfig, record: DecisionRecord, d: Decision) -> Dec
 
 
 class PlanService:
-    def __init__(self, store: StateStore, publisher: EventPublisher, warmup_s: int = 86_400) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        publisher: EventPublisher,
+        warmup_s: int = 86_400,
+        forecasts: ForecastCache | None = None,
+    ) -> None:
         self.store = store
         self.publisher = publisher
         self.warmup_s = warmup_s
-        self._forecasts = ForecastCache(store)
+        self._forecasts = forecasts if forecasts is not None else ForecastCache(store)
         self._paused: bool | None = None
 
     def plan(self, targets: Sequence[str], now: int, reason: str = "samples") -> PlanSummary:
