@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from forescale.demo.runner import DemoOptions, DemoRun, run_demo, run_pipeline
+from forescale.demo.runner import FUNCTION_LOGS, DemoOptions, DemoRun, log_levels, run_demo, run_pipeline
 from forescale.replay.engine import ReplayConfig, replay
 from forescale.runtime.models import DecisionStatus
 
@@ -59,10 +59,17 @@ def test_given_the_same_workload_then_replay_makes_exactly_the_demos_decisions(d
     assert sorted(got) == sorted(want)
 
 
-def test_given_a_short_demo_then_the_report_is_complete_and_beats_target_tracking(tmp_path: Path) -> None:
+def test_given_a_short_demo_then_the_report_is_complete_and_beats_target_tracking(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "report"
     with open(os.devnull, "w") as quiet:
         assert run_demo(DemoOptions(days=0.04, history_days=1.02, seed=8, out=out, progress=False), out=quiet) == 0
+    # The functions' JSON logs go to the report folder, as CloudWatch Logs would keep them, not the terminal.
+    printed = capfd.readouterr()
+    assert '"function_name"' not in printed.out + printed.err
+    levels = log_levels(out / FUNCTION_LOGS)
+    assert levels.get("INFO", 0) > 50 and set(levels) <= {"INFO", "WARNING", "ERROR"}
     assert (out / "report.html").stat().st_size > 10_000
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert len(pngs) == 4

@@ -21,9 +21,10 @@ the same workload and seed: a test holds the demo to that.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -278,7 +279,6 @@ def run_pipeline(opts: DemoOptions, log: Callable[[str], None] = print) -> DemoR
     env = function_env("forescale-demo", "forescale-demo") | {
         "METRIC_DELAY_S": "0",  # the simulation publishes each minute as it ends
         "REREAD_MINUTES": "1",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_IDEMPOTENCY_DISABLED": "false",
     }
@@ -340,10 +340,12 @@ def run_pipeline(opts: DemoOptions, log: Callable[[str], None] = print) -> DemoR
             local.router.subscribe("report", ("forescale.ForecastReady",), keep_forecasts)
             cw = aws.client("cloudwatch")
             progress = _Progress(trace.steps - history_steps, sys.stderr, opts.progress)
-            # The functions' EMF metrics print to stdout, as in Lambda; here they go to a file like CloudWatch Logs.
+            # The functions' EMF metrics and JSON logs print to stdout, as in Lambda; here they go to
+            # files, as CloudWatch Logs would keep them, and the terminal keeps the progress bar.
             opts.out.mkdir(parents=True, exist_ok=True)
             function_output = stack.enter_context(open(opts.out / "function-metrics.jsonl", "w"))
             stack.enter_context(contextlib.redirect_stdout(function_output))
+            stack.enter_context(_function_logs_to(stack.enter_context(open(opts.out / FUNCTION_LOGS, "w"))))
             for i in range(history_steps, trace.steps):
                 now = trace.time(i)
                 clock.now = now
@@ -384,6 +386,27 @@ def run_pipeline(opts: DemoOptions, log: Callable[[str], None] = print) -> DemoR
     run.api_calls = calls[0]
     run.wall_s = time.perf_counter() - t_wall
     return run
+
+
+FUNCTION_LOGS = "function-logs.jsonl"
+
+
+@contextlib.contextmanager
+def _function_logs_to(stream: TextIO) -> Iterator[None]:
+    """Send the functions' Powertools logs to `stream` (its handler holds the stdout it was built with,
+    so redirecting sys.stdout does not move it)."""
+    from forescale.runtime.observability import logger
+
+    handler = logger.registered_handler
+    if not isinstance(handler, logging.StreamHandler):
+        yield
+        return
+    previous = handler.setStream(stream)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            handler.setStream(previous)
 
 
 SETTLE_MINUTES = 20
@@ -469,11 +492,29 @@ def run_demo(opts: DemoOptions, out: TextIO = sys.stdout) -> int:
     top = sorted(run.calls_by_operation.items(), key=lambda kv: -kv[1])[:12]
     log("wall time by phase (s): " + ", ".join(f"{k} {v:.1f}" for k, v in run.wall_by_phase.items()))
     log("AWS calls by operation: " + ", ".join(f"{op} {n}" for op, n in top))
+    levels = log_levels(opts.out / FUNCTION_LOGS)
+    log(
+        f"function logs: {opts.out / FUNCTION_LOGS} ({sum(levels.values())} lines: "
+        + ", ".join(f"{n} {level}" for level, n in sorted(levels.items()))
+        + ")"
+    )
     log(
         f"report: {paths['html']}  ({len(run.rows)} decisions, {run.api_calls} AWS calls to moto, "
         f"wall time {run.wall_s:.0f} s)"
     )
     return 0
+
+
+def log_levels(path: Path) -> dict[str, int]:
+    """Lines per level in a file of Powertools JSON log lines."""
+    import json
+
+    counts: dict[str, int] = {}
+    with open(path) as lines:
+        for line in lines:
+            level = str(json.loads(line).get("level", "?"))
+            counts[level] = counts.get(level, 0) + 1
+    return counts
 
 
 def _check_capacities(run: DemoRun) -> list[str]:
