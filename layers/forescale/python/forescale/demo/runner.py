@@ -43,8 +43,9 @@ ROLE = "arn:aws:iam::123456789012:role/forescale-demo-function"
 
 @dataclass
 class DemoOptions:
-    # 2.4 simulated hours by default: each simulated minute costs 0.5-2 s here (about 75 AWS calls to
-    # moto's dev server, which opens a connection per request); `--days 2` runs two days, slowly.
+    # 2.4 simulated hours by default (under 3 minutes here): a simulated minute costs about 0.9 s, a
+    # third each in moto, in the transport (werkzeug opens a connection per request) and in the
+    # handlers themselves (tests/bench/demo_speed.py), so `--days 2` takes about 45 minutes.
     days: float = 0.1
     history_days: float = 7.0
     seed: int = 7
@@ -247,9 +248,11 @@ class _Progress:
         width = 30
         filled = int(width * done / self.total)
         stamp = datetime.fromtimestamp(sim_at, UTC).strftime("%a %H:%M")
+        elapsed = now - self.t0
+        left = f" · about {elapsed / done * (self.total - done) / 60:.0f} min left" if 0 < done < self.total else ""
         self.stream.write(
             f"\r  [{'#' * filled}{'.' * (width - filled)}] {stamp} UTC · {done}/{self.total} min · "
-            f"{decisions} decisions · {now - self.t0:4.0f} s"
+            f"{decisions} decisions · {elapsed:4.0f} s{left}   "
         )
         self.stream.flush()
 
