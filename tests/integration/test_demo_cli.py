@@ -61,20 +61,28 @@ def test_given_ctrl_c_then_the_demo_stops_cleanly_and_frees_its_port(tmp_path: P
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As in a terminal: a shell's background job (`cmd &`) starts with SIGINT ignored, and Python
+        # then never raises KeyboardInterrupt, so the test must not inherit that from whoever ran pytest.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509 - no threads in the child yet
     )
-    assert proc.stdout is not None
-    port = None
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if "running" in line:  # provisioned and in the minute loop
-            break
-        if "127.0.0.1:" in line:
-            port = int(line.split("127.0.0.1:")[1].split()[0].strip("()"))
-    assert port is not None
-    time.sleep(2)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err[-2000:]
-    assert "interrupted; nothing is left running" in err
-    assert port_is_free(port)
+    try:
+        assert proc.stdout is not None
+        port = None
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            line = proc.stdout.readline()
+            if "running" in line:  # provisioned and in the minute loop
+                break
+            if "127.0.0.1:" in line:
+                port = int(line.split("127.0.0.1:")[1].split()[0].strip("()"))
+        assert port is not None
+        time.sleep(2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err[-2000:]
+        assert "interrupted; nothing is left running" in err
+        assert port_is_free(port)
+    finally:
+        if proc.poll() is None:  # a failed assertion must not leave the demo running
+            proc.kill()
+            proc.wait()
