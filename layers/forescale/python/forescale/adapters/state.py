@@ -289,6 +289,13 @@ def _hour_fields(samples: Sequence[DemandSampleDetail]) -> dict[tuple[str, int],
     return per_item
 
 
+def _backoff(attempt: int) -> None:
+    """Exponential back-off before resending a batch's unprocessed part (50 ms, 100 ms, ... at most 2 s)."""
+    import time
+
+    time.sleep(min(2.0, 0.05 * 2 ** (attempt - 1)))
+
+
 def _minute_slot(ts: int) -> tuple[int, str]:
     hour = ts - ts % HOUR_S
     return hour, f"{(ts - hour) // 60:02d}"
@@ -441,7 +448,11 @@ class DynamoStateStore(StateStore):
             if projection:
                 request["ProjectionExpression"] = projection
             pending: dict[str, Any] = {self._table: request}
+            attempt = 0
             while pending:
+                if attempt:
+                    _backoff(attempt)
+                attempt += 1
                 resp = self._db.batch_get_item(RequestItems=pending)
                 for raw in resp.get("Responses", {}).get(self._table, []):
                     item = _plain(raw)
@@ -575,8 +586,12 @@ class DynamoStateStore(StateStore):
             pending: dict[str, Any] = {
                 self._table: [{"PutRequest": {"Item": it}} for it in items[i : i + BATCH_WRITE_MAX]]
             }
+            attempt = 0
             while pending:
+                if attempt:
+                    _backoff(attempt)  # DynamoDB hands back what it could not take now: retry, not at once
                 pending = self._db.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+                attempt += 1
 
     def _minutes(self, name: str, short: str, start: int, end: int) -> dict[int, float]:
         first = start - start % HOUR_S

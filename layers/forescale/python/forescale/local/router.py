@@ -135,14 +135,14 @@ class LocalRouter:
             messages = resp.get("Messages", [])
             if not messages:
                 return
-            for m in messages:
-                event = json.loads(m["Body"])
-                event.setdefault("account", LOCAL_ACCOUNT)
-                self.pending.append(event)
             entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
             failed = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries).get("Failed", [])
             if failed:  # a message left on the queue would be delivered twice
                 raise RuntimeError(f"could not delete routed events from the local router queue: {failed}")
+            for m in messages:
+                event = json.loads(m["Body"])
+                event.setdefault("account", LOCAL_ACCOUNT)
+                self.pending.append(event)
             if len(messages) < 10:
                 return  # the queue had no more: spare the empty receive
 
