@@ -801,3 +801,52 @@ def test_contract_requests_and_responses_match_botocore_models(
             stubber.add_response(operation, response, expected_params=request)
             assert getattr(offline, operation)(**request) == response
             stubber.assert_no_pending_responses()
+
+
+# ---------------------------------------------------------------- DynamoDB Time to Live
+
+
+def test_expire_items_deletes_exactly_the_items_past_their_ttl_in_tables_with_ttl_enabled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from forescale.local.moto_extension import expire_items
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        db = boto3.client("dynamodb", region_name=REGION)
+        for table in ("with-ttl", "without-ttl"):
+            db.create_table(
+                TableName=table,
+                KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+                AttributeDefinitions=[
+                    {"AttributeName": "PK", "AttributeType": "S"},
+                    {"AttributeName": "SK", "AttributeType": "S"},
+                ],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            items = {
+                "expired": {"expiration": {"N": str(int(START_S) - 1)}},
+                "expires-later": {"expiration": {"N": str(int(START_S) + 60)}},
+                "expires-exactly-now": {"expiration": {"N": str(int(START_S))}},  # not below now: kept
+                "not-a-number": {"expiration": {"S": "1"}},  # AWS ignores a TTL attribute of another type
+                "no-ttl": {},
+            }
+            for sk, extra in items.items():
+                db.put_item(TableName=table, Item={"PK": {"S": "p"}, "SK": {"S": sk}} | extra)
+        db.update_time_to_live(
+            TableName="with-ttl", TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"}
+        )
+
+        assert expire_items(START_S) == 1
+
+        def keys(table: str) -> list[str]:
+            resp = db.query(
+                TableName=table, KeyConditionExpression="PK = :p", ExpressionAttributeValues={":p": {"S": "p"}}
+            )
+            return sorted(i["SK"]["S"] for i in resp["Items"])
+
+        assert keys("with-ttl") == ["expires-exactly-now", "expires-later", "no-ttl", "not-a-number"]
+        assert len(keys("without-ttl")) == 5  # TTL not enabled: nothing expires
+        assert expire_items(START_S + 61) == 2 and keys("with-ttl") == ["no-ttl", "not-a-number"]

@@ -264,6 +264,7 @@ class _Progress:
 def run_pipeline(opts: DemoOptions, log: Callable[[str], None] = print) -> DemoRun:
     """Steps 1-5 of the module docstring; returns what happened (the report is written by `run_demo`)."""
     from forescale.local.environment import environment_variables, function_env, provision
+    from forescale.local.moto_extension import expire_items
     from forescale.local.router import LambdaContextStub, load_handler, scheduled_event
     from forescale.local.server import LocalAws, SimClock
     from forescale.runtime import lambda_support
@@ -356,6 +357,8 @@ def run_pipeline(opts: DemoOptions, log: Callable[[str], None] = print) -> DemoR
                     put_minute_metrics(cw, trace, i - 1, configs)
                 if (i - history_steps) % 60 == 0:
                     _prune_cloudwatch(now - 3600)
+                if (i - history_steps) % 10 == 0:
+                    expire_items(now)  # DynamoDB's TTL deletion, which moto lacks (expired Idempotency records)
                 t0 = time.perf_counter()
                 collect(scheduled_event(now, "forescale-collect"), LambdaContextStub("collect"))
                 t1 = time.perf_counter()

@@ -5,6 +5,7 @@ each check follows.
 """
 
 from forescale.local.moto_ext import (
+    expire_items,
     fail_next_provisioned_allocation,
     gpu_instance_types,
     install,
@@ -15,6 +16,7 @@ from forescale.local.moto_ext import (
 )
 
 __all__ = [
+    "expire_items",
     "fail_next_provisioned_allocation",
     "gpu_instance_types",
     "install",

@@ -92,12 +92,18 @@ SageMaker DeleteEndpoint while Updating -> ValidationException 'Cannot update in
 "<arn>".' ListEndpoints shows settled statuses. DescribeEndpoint leaves out an empty DataCaptureConfig
 (moto answers `{}`, which fails botocore's output shape; AWS omits the member).
 
+DynamoDB Time to Live (moto records UpdateTimeToLive but never deletes anything): `expire_items(now)`
+deletes every item whose TTL attribute is a Number below `now`, in tables with TTL enabled, as AWS's
+background TTL process does (AWS: within a few days of expiry; reads may return an expired item until
+then). Called explicitly; the local demo runs it every 10 simulated minutes.
+
 Not emulated: invocations using provisioned environments (Available always equals Allocated), the
 control-plane rate limits, Creating time for CreateEndpoint (moto makes endpoints InService at once),
 alarm existence checks, canary/linear traffic shifting steps (one switch at the end).
 
 Knobs (process-wide, thread-safe): `install(clock)`, `set_clock`, `set_account_concurrency_limit`,
-`set_ready_delays`, `fail_next_provisioned_allocation`, and `reset()` for tests.
+`set_ready_delays`, `fail_next_provisioned_allocation`, and `reset()` for tests; `expire_items(now)`
+runs DynamoDB's TTL deletion once.
 """
 
 from __future__ import annotations
@@ -106,9 +112,11 @@ import time
 from collections.abc import Callable
 
 from forescale.local.moto_ext import _core, _lambda, _sagemaker
+from forescale.local.moto_ext._dynamodb_ttl import expire_items
 from forescale.local.moto_ext._sagemaker import gpu_instance_types
 
 __all__ = [
+    "expire_items",
     "fail_next_provisioned_allocation",
     "gpu_instance_types",
     "install",
