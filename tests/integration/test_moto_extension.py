@@ -850,3 +850,75 @@ def test_expire_items_deletes_exactly_the_items_past_their_ttl_in_tables_with_tt
         assert keys("with-ttl") == ["expires-exactly-now", "expires-later", "no-ttl", "not-a-number"]
         assert len(keys("without-ttl")) == 5  # TTL not enabled: nothing expires
         assert expire_items(START_S + 61) == 2 and keys("with-ttl") == ["no-ttl", "not-a-number"]
+
+
+def test_query_reads_one_partition_and_answers_as_a_scan_of_the_table_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Query through the extension (partition only) against an independent oracle: Scan, filtered and sorted."""
+    import random
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    from moto.dynamodb.models.table import Table
+
+    install()
+    assert Table.query.__name__ == "query_one_partition"  # the extension's Query is the one answering
+    rng = random.Random(3)
+    with mock_aws():
+        db = boto3.client("dynamodb", region_name=REGION)
+        db.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "PK", "AttributeType": "S"},
+                {"AttributeName": "SK", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for p in range(6):
+            for s in rng.sample(range(1000), 40):
+                kind = rng.choice(["DECISION", "SAMPLES", "STATE"])
+                db.put_item(
+                    TableName="t",
+                    Item={"PK": {"S": f"P{p}"}, "SK": {"S": f"{kind}#{s:04d}"}, "v": {"N": str(rng.randint(0, 9))}},
+                )
+        scanned = db.scan(TableName="t")["Items"]
+        assert len(scanned) == 240
+
+        def query_all(**kw: Any) -> list[dict[str, Any]]:
+            out: list[dict[str, Any]] = []
+            while True:
+                resp = db.query(TableName="t", **kw)
+                out += resp["Items"]
+                if "LastEvaluatedKey" not in resp:
+                    return out
+                kw["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+        for _ in range(60):
+            pk, kind = f"P{rng.randrange(7)}", rng.choice(["DECISION", "SAMPLES", "STATE"])  # P6 does not exist
+            lo, hi = sorted(rng.sample(range(1000), 2))
+            forward, limit = rng.choice([True, False]), rng.choice([1, 3, 7, 100])
+            for cond, values, keep in (
+                ("PK = :p AND begins_with(SK, :k)", {":k": {"S": kind}}, lambda sk, k=kind: sk.startswith(k)),
+                (
+                    "PK = :p AND SK BETWEEN :a AND :b",
+                    {":a": {"S": f"{kind}#{lo:04d}"}, ":b": {"S": f"{kind}#{hi:04d}"}},
+                    lambda sk, a=f"{kind}#{lo:04d}", b=f"{kind}#{hi:04d}": a <= sk <= b,
+                ),
+            ):
+                kw: dict[str, Any] = {
+                    "KeyConditionExpression": cond,
+                    "ExpressionAttributeValues": {":p": {"S": pk}} | values,
+                    "ScanIndexForward": forward,
+                }
+                want = sorted(
+                    (i for i in scanned if i["PK"]["S"] == pk and keep(i["SK"]["S"])),
+                    key=lambda i: i["SK"]["S"],
+                    reverse=not forward,
+                )
+                assert query_all(**kw, Limit=limit) == want  # every page, in order
+                first = db.query(TableName="t", **kw, Limit=limit)
+                assert first["Items"] == want[:limit] and first["Count"] == len(want[:limit])
+                kw["ExpressionAttributeValues"] |= {":n": {"N": "4"}}
+                filtered = query_all(**kw, FilterExpression="v > :n")
+                assert filtered == [i for i in want if int(i["v"]["N"]) > 4]

@@ -97,6 +97,10 @@ deletes every item whose TTL attribute is a Number below `now`, in tables with T
 background TTL process does (AWS: within a few days of expiry; reads may return an expired item until
 then). Called explicitly; the local demo runs it every 10 simulated minutes.
 
+DynamoDB Query on the base table reads only the asked partition (moto sorts the whole table on every
+Query, 50 ms a call at a few thousand items); the results are moto's own, in moto's order. Index
+queries and Scan are untouched.
+
 Not emulated: invocations using provisioned environments (Available always equals Allocated), the
 control-plane rate limits, Creating time for CreateEndpoint (moto makes endpoints InService at once),
 alarm existence checks, canary/linear traffic shifting steps (one switch at the end).
@@ -111,8 +115,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from forescale.local.moto_ext import _core, _lambda, _sagemaker
-from forescale.local.moto_ext._dynamodb_ttl import expire_items
+from forescale.local.moto_ext import _core, _dynamodb, _lambda, _sagemaker
+from forescale.local.moto_ext._dynamodb import expire_items
 from forescale.local.moto_ext._sagemaker import gpu_instance_types
 
 __all__ = [
@@ -139,6 +143,7 @@ def install(clock: Callable[[], float] | None = None) -> None:
         if not _installed:
             _lambda.patch()
             _sagemaker.patch()
+            _dynamodb.patch_query()
             _installed = True
         _core.SETTINGS.clock = clock or time.time
 
