@@ -247,3 +247,31 @@ def test_imported_history_reads_back_like_merged_samples_and_replaces_whole_hour
     assert want[70] is None and want[3 * 60 + 7] is None and want[71] == float(71 % 17)
     assert store.load_metric("a", "concurrency", START, end) == merged.load_metric("a", "concurrency", START, end)
     assert store.load_history("b", START, end).rates[:200] == [5.0] * 200
+
+
+def test_a_warm_plan_reads_a_forecast_blob_once_per_issue_not_every_minute(
+    aws: LocalEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from forescale.adapters.state import DynamoStateStore
+    from forescale.domain.forecast import Forecast
+
+    register(aws)
+    put_minutes(aws, "checkout-api", [120.0] * 40)
+    flat = {0.5: (120.0,) * 240, 0.99: (130.0,) * 240}
+    reads: list[str] = []
+    original = DynamoStateStore.get_forecast
+
+    def counted(self: DynamoStateStore, name: str) -> Forecast | None:
+        reads.append(name)
+        return original(self, name)
+
+    monkeypatch.setattr(DynamoStateStore, "get_forecast", counted)
+    aws.store.put_forecast(Forecast("checkout-api", START + 30 * 60, START + 30 * 60, 60, flat, "flat"))
+    for minute in (30, 31, 32):
+        aws.router.send(samples_collected(START + minute * 60, ["checkout-api"], event_id=f"m{minute}"))
+        assert all(d.ok for d in aws.router.drain())
+    assert reads == ["checkout-api"]  # one blob read for three runs: the later ones matched its issue time
+    aws.store.put_forecast(Forecast("checkout-api", START + 33 * 60, START + 33 * 60, 60, flat, "flat"))
+    aws.router.send(samples_collected(START + 33 * 60, ["checkout-api"], event_id="m33"))
+    assert all(d.ok for d in aws.router.drain())
+    assert reads == ["checkout-api", "checkout-api"]  # a new issue is read again
