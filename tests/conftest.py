@@ -32,3 +32,15 @@ def yardstick():
         yield score, tracelib
     finally:
         sys.path.remove(str(BENCH))
+
+
+@pytest.fixture
+def moto_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Placeholder credentials and region for moto's in-process mock, and no endpoint pointing boto3 elsewhere."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)

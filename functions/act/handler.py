@@ -47,7 +47,7 @@ METRICS = {
     "state-conflicts": "StateConflicts",
 }
 
-_services: dict[ActSettings, ActService] = {}
+_services: dict[tuple[ActSettings, object], ActService] = {}
 _lambda_client: list[Any] = []
 
 
@@ -99,10 +99,13 @@ def reset() -> None:
 
 
 def _service(settings: ActSettings) -> ActService:
-    # One per process: the limiter's schedule must carry over between warm invocations.
-    if settings not in _services:
-        _services[settings] = build_service(settings)
-    return _services[settings]
+    # One per process: the limiter's schedule must carry over between warm invocations. Keyed by the
+    # clock too, so that a limiter never mixes wall time with a local run's simulated time.
+    key = (settings, lambda_support.clock_in_use())
+    if key not in _services:
+        clock, sleep = lambda_support.pacing()
+        _services[key] = build_service(settings, clock=clock, sleep=sleep)
+    return _services[key]
 
 
 def emit_metrics(summary: ActSummary) -> None:

@@ -853,7 +853,8 @@ def test_expire_items_deletes_exactly_the_items_past_their_ttl_in_tables_with_tt
 
 
 def test_query_reads_one_partition_and_answers_as_a_scan_of_the_table_would(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Query through the extension (partition only) against an independent oracle: Scan, filtered and sorted."""
+    """Query through the extension (base table: its partition only; index: the table unsorted) against an
+    independent oracle: Scan, filtered and sorted."""
     import random
 
     for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
@@ -872,16 +873,29 @@ def test_query_reads_one_partition_and_answers_as_a_scan_of_the_table_would(monk
             AttributeDefinitions=[
                 {"AttributeName": "PK", "AttributeType": "S"},
                 {"AttributeName": "SK", "AttributeType": "S"},
+                {"AttributeName": "gsi1pk", "AttributeType": "S"},
+                {"AttributeName": "gsi1sk", "AttributeType": "S"},
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "gsi1",
+                    "KeySchema": [
+                        {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                        {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
             ],
             BillingMode="PAY_PER_REQUEST",
         )
+        index_keys = iter(rng.sample(range(10_000), 240))  # unique index sort keys: the oracle's order is defined
         for p in range(6):
             for s in rng.sample(range(1000), 40):
                 kind = rng.choice(["DECISION", "SAMPLES", "STATE"])
-                db.put_item(
-                    TableName="t",
-                    Item={"PK": {"S": f"P{p}"}, "SK": {"S": f"{kind}#{s:04d}"}, "v": {"N": str(rng.randint(0, 9))}},
-                )
+                item = {"PK": {"S": f"P{p}"}, "SK": {"S": f"{kind}#{s:04d}"}, "v": {"N": str(rng.randint(0, 9))}}
+                if kind != "SAMPLES":  # only some items are in the index, as only target configs are in gsi1
+                    item |= {"gsi1pk": {"S": kind}, "gsi1sk": {"S": f"{next(index_keys):05d}"}}
+                db.put_item(TableName="t", Item=item)
         scanned = db.scan(TableName="t")["Items"]
         assert len(scanned) == 240
 
@@ -922,3 +936,22 @@ def test_query_reads_one_partition_and_answers_as_a_scan_of_the_table_would(monk
                 kw["ExpressionAttributeValues"] |= {":n": {"N": "4"}}
                 filtered = query_all(**kw, FilterExpression="v > :n")
                 assert filtered == [i for i in want if int(i["v"]["N"]) > 4]
+
+        for _ in range(20):
+            kind, forward, limit = (
+                rng.choice(["DECISION", "STATE", "SAMPLES"]),
+                rng.choice([True, False]),
+                rng.choice([1, 7, 100]),
+            )
+            want = sorted(
+                (i for i in scanned if i.get("gsi1pk", {}).get("S") == kind),
+                key=lambda i: i["gsi1sk"]["S"],
+                reverse=not forward,
+            )
+            index_query = {
+                "IndexName": "gsi1",
+                "KeyConditionExpression": "gsi1pk = :k",
+                "ExpressionAttributeValues": {":k": {"S": kind}},
+                "ScanIndexForward": forward,
+            }
+            assert query_all(**index_query, Limit=limit) == want  # SAMPLES: in no index entry, so none

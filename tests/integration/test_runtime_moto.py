@@ -19,14 +19,7 @@ START = 1_795_392_000  # 2026-11-23 00:00 UTC
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalEnvironment]:
-    for k, v in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+def aws(moto_credentials: None) -> Iterator[LocalEnvironment]:
     with mock_aws(), environment_variables(function_env("forescale", "forescale")):
         env = provision(functions=("plan", "react"))
         made: list[dict[str, Any]] = []

@@ -249,3 +249,65 @@ def test_gate_does_not_resend_a_change_whose_answer_was_lost(
             gate.call("Put", fn, applies_change=applies_change)  # type: ignore[arg-type]
         assert retried == []
     assert len(calls) == calls_made
+
+
+# ---------------------------------------------------------------- pacing on a local run's simulated clock
+
+
+def test_on_a_simulated_clock_the_limiter_keeps_its_spacing_and_waits_no_wall_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    from forescale.local.server import SimClock
+    from forescale.runtime import lambda_support
+
+    def no_wall_sleep(seconds: float) -> None:
+        raise AssertionError(f"slept {seconds} s of wall time on a simulated clock")
+
+    simulated = SimClock(1_768_176_000)
+    lambda_support.set_clock(simulated)
+    try:
+        clock, sleep = lambda_support.pacing()
+        monkeypatch.setattr(time, "sleep", no_wall_sleep)
+        bucket = TokenBucket(15, burst=1, clock=clock, sleep=sleep)
+        times = []
+        for i in range(90):
+            if i == 45:
+                simulated.now += 60  # the next simulated minute: the pacing clock follows it
+            bucket.acquire()
+            times.append(clock())
+        assert max_in_window(times) == 15  # paced as in Lambda: 15 in a second, never 16
+        assert times == sorted(times) and times[45] >= simulated.now
+        assert bucket.waited_s == pytest.approx(88 / 15, abs=0.01)  # 44 + 44 waits of 1/15 s, none at the jump
+    finally:
+        lambda_support.set_clock(None)
+    assert lambda_support.pacing() == (time.monotonic, no_wall_sleep)  # wall time again (sleep is patched here)
+
+
+def test_act_keeps_one_service_per_clock_so_a_limiter_never_mixes_wall_and_simulated_time(
+    moto_credentials: None,
+) -> None:
+    import importlib
+
+    from moto import mock_aws
+
+    from forescale.local.server import SimClock
+    from forescale.runtime import lambda_support
+    from forescale.runtime.settings import ActSettings
+
+    act = importlib.import_module("functions.act.handler")
+    act.reset()
+    settings = ActSettings(TABLE_NAME="forescale", EVENT_BUS_NAME="forescale")
+    try:
+        with mock_aws():  # the services build boto3 clients; nothing is called
+            on_wall = act._service(settings)
+            assert act._service(settings) is on_wall  # warm invocations share the limiter's schedule
+            lambda_support.set_clock(SimClock(1_768_176_000))
+            on_simulated = act._service(settings)
+            assert on_simulated is not on_wall and act._service(settings) is on_simulated
+            lambda_support.set_clock(None)
+            assert act._service(settings) is on_wall
+    finally:
+        lambda_support.set_clock(None)
+        act.reset()

@@ -56,6 +56,42 @@ def set_clock(clock: Callable[[], float] | None) -> None:
     _clock = clock
 
 
+class SimulatedPacing:
+    """Waits between calls on a simulated clock: a wait moves this clock on, and costs no wall time.
+
+    The clock reads the simulated time plus every wait taken so far, so it never goes back and a
+    rate limiter on it still spaces its calls as it would in Lambda; only the waiting is simulated.
+    """
+
+    def __init__(self, simulated: Callable[[], float]) -> None:
+        self._simulated = simulated
+        self.waited_s = 0.0
+
+    def clock(self) -> float:
+        return self._simulated() + self.waited_s
+
+    def sleep(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError(f"cannot sleep a negative time ({seconds} s)")
+        self.waited_s += seconds
+
+
+def pacing() -> tuple[Callable[[], float], Callable[[float], None]]:
+    """The clock and sleep for waits between AWS calls (act's rate limiter and its retry backoff):
+    monotonic wall time in Lambda; with a simulated clock set, `SimulatedPacing` on it."""
+    import time
+
+    if _clock is None:
+        return time.monotonic, time.sleep
+    simulated = SimulatedPacing(_clock)
+    return simulated.clock, simulated.sleep
+
+
+def clock_in_use() -> Callable[[], float] | None:
+    """The simulated clock `set_clock` set (None: wall time); a cache keyed by it follows a switch."""
+    return _clock
+
+
 def reset() -> None:
     """Forget cached clients (tests switch between moto contexts)."""
     _clients.clear()

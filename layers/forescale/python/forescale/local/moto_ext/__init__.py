@@ -97,9 +97,10 @@ deletes every item whose TTL attribute is a Number below `now`, in tables with T
 background TTL process does (AWS: within a few days of expiry; reads may return an expired item until
 then). Called explicitly; the local demo runs it every 10 simulated minutes.
 
-DynamoDB Query on the base table reads only the asked partition (moto sorts the whole table on every
-Query, 50 ms a call at a few thousand items); the results are moto's own, in moto's order. Index
-queries and Scan are untouched.
+DynamoDB Query without moto's whole-table sort (moto sorts every item of the table by primary key
+on every Query, 50 ms a call at a few thousand items): a base-table Query is handed only the asked
+partition, an index Query the table's items unsorted; moto's own matching and final sort give the
+results, in moto's order. Scan is untouched.
 
 Not emulated: invocations using provisioned environments (Available always equals Allocated), the
 control-plane rate limits, Creating time for CreateEndpoint (moto makes endpoints InService at once),

@@ -1,5 +1,5 @@
 """DynamoDB in moto: Time to Live, which moto records (UpdateTimeToLive) but never acts on, and a
-base-table Query that reads only its partition.
+Query without moto's whole-table sort (a base-table Query reads only its partition).
 
 AWS: once TTL is enabled on an attribute, an item whose attribute is a Number (epoch seconds) lower
 than the current time has expired, and DynamoDB deletes it in the background, "typically within a
@@ -46,26 +46,29 @@ def _expired(value: object, now: float) -> bool:
         return False
 
 
-# ---------------------------------------------------------------- Query on one partition
+# ---------------------------------------------------------------- Query without the whole-table sort
 
-_query_partition = threading.local()
+_query_candidates = threading.local()
 
 
 def patch_query() -> None:
-    """Make moto's base-table Query read only its partition (same results, far less work).
+    """Make moto's Query skip its whole-table sort (same results, far less work).
 
-    moto answers a Query on the table (not an index) by sorting every item of the table, keeping those
-    with the asked partition key and sorting them by sort key. Handing it only that partition's items
-    gives the same list after its own sort by sort key, without the whole-table sort that made each
-    Query cost 50 ms at a few thousand items. Index queries and Scan are left to moto as they are.
+    moto answers every Query by first sorting every item of the table by its primary key
+    (`Table.all_items`), then keeping the matching items and sorting those again. The second sort
+    alone fixes the answer's order: by sort key on the table; on an index by the index keys and then
+    the table keys, a total order. So a base-table Query is handed only its partition's items, and an
+    index Query the table's items unsorted; moto's own matching and sorting then give the same list
+    without the whole-table sort that made each Query cost 20 to 50 ms at a few thousand items. Scan
+    is left to moto as it is.
     """
     from moto.dynamodb.models.table import Table
 
     all_items, query = Table.all_items, Table.query
     signature = inspect.signature(query)
 
-    def partition_or_all_items(self: Table) -> Any:
-        scope = getattr(_query_partition, "scope", None)
+    def candidates_or_all_items(self: Table) -> Any:
+        scope = getattr(_query_candidates, "scope", None)
         if scope is not None and scope[0] is self:
             return scope[1]
         return all_items(self)
@@ -73,14 +76,20 @@ def patch_query() -> None:
     def query_one_partition(self: Table, *args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(self, *args, **kwargs)
         hash_key = bound.arguments.get("hash_key")
-        if bound.arguments.get("index_name") or hash_key is None or not self.range_key_attr:
+        if not self.range_key_attr:
             return query(self, *args, **kwargs)
-        partition = self.items.get(hash_key)  # .get: `items` is a defaultdict, and a lookup must not add
-        _query_partition.scope = (self, list(partition.values()) if partition else [])
+        if bound.arguments.get("index_name"):
+            candidates = [item for partition in self.items.values() for item in partition.values()]
+        elif hash_key is not None:
+            partition = self.items.get(hash_key)  # .get: `items` is a defaultdict, and a lookup must not add
+            candidates = list(partition.values()) if partition else []
+        else:
+            return query(self, *args, **kwargs)
+        _query_candidates.scope = (self, candidates)
         try:
             return query(self, *args, **kwargs)
         finally:
-            _query_partition.scope = None
+            _query_candidates.scope = None
 
-    Table.all_items = partition_or_all_items  # type: ignore[method-assign]
+    Table.all_items = candidates_or_all_items  # type: ignore[method-assign]
     Table.query = query_one_partition  # type: ignore[method-assign]
