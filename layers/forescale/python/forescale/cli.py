@@ -5,7 +5,7 @@
     forescale bench replay [--traces DIR] [--out docs/benchmarks.md]
     forescale bench forecast [--traces DIR] [--targets 10000] [--out docs/forecast-benchmarks.md]
     forescale generate --out TRACE.csv [--days 9] [--seed 7]
-    forescale demo [--days 2] [--seed 7] [--out out/demo] [--trace TRACE.csv]   # the system on moto
+    forescale demo [--days 0.1] [--seed 7] [--out out/demo] [--trace TRACE.csv] # the system on moto
     forescale backtest --from-cloudwatch (--function NAME [--alias A] | --endpoint NAME --variant V --catalog FILE)
         [--days 14] [--out out/backtest] [--region R]       # forescale vs target tracking on real history
     forescale targets add|list|show|remove|set-mode|discover ...   # see forescale.admin
@@ -95,7 +95,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     dp = sub.add_parser("demo", help="run the whole system locally on moto and write a report")
     dp.add_argument(
-        "--days", type=float, default=0.1, help="simulated days to run (default 0.1: 2.4 hours, a few minutes here)"
+        "--days", type=float, default=0.1, help="simulated days to run (default 0.1: 2.4 hours, under 2 minutes here)"
     )
     dp.add_argument("--history-days", type=float, default=7.0, help="history before the run (default 7)")
     dp.add_argument("--seed", type=int, default=7)
