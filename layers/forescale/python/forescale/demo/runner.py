@@ -43,9 +43,9 @@ ROLE = "arn:aws:iam::123456789012:role/forescale-demo-function"
 
 @dataclass
 class DemoOptions:
-    # 2.4 simulated hours by default (under 3 minutes here): a simulated minute costs about 0.9 s, a
-    # third each in moto, in the transport (werkzeug opens a connection per request) and in the
-    # handlers themselves (tests/bench/demo_speed.py), so `--days 2` takes about 45 minutes.
+    # 2.4 simulated hours by default (75 s here): a simulated minute costs about 0.4 s, nine tenths of
+    # it in moto and the transport for its 65 AWS calls (werkzeug closes every connection) and the rest
+    # in the handlers themselves (tests/bench/demo_speed.py), so `--days 2` takes about 25 minutes.
     days: float = 0.1
     history_days: float = 7.0
     seed: int = 7
