@@ -955,3 +955,56 @@ def test_query_reads_one_partition_and_answers_as_a_scan_of_the_table_would(monk
                 "ScanIndexForward": forward,
             }
             assert query_all(**index_query, Limit=limit) == want  # SAMPLES: in no index entry, so none
+
+
+# ---------------------------------------------------------------- moto's instance tracker
+
+
+def test_overwritten_items_and_received_messages_are_freed_not_kept_by_motos_instance_tracker(
+    moto_credentials: None,
+) -> None:
+    import gc
+    import weakref
+
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.sqs.models import Message
+
+    install()
+    with mock_aws():
+        db = boto3.client("dynamodb", region_name=REGION)
+        db.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        versions: list[weakref.ref[Item]] = []
+        for version in range(30):
+            db.put_item(TableName="t", Item={"PK": {"S": "p"}, "v": {"N": str(version)}})
+            (table,) = (t for b in _dynamodb_backends() for t in b.tables.values() if t.name == "t")
+            (stored,) = table.all_items()
+            versions.append(weakref.ref(stored))
+            del stored
+        sqs = boto3.client("sqs", region_name=REGION)
+        queue = sqs.create_queue(QueueName="q")["QueueUrl"]
+        for n in range(20):
+            sqs.send_message(QueueUrl=queue, MessageBody=str(n))
+        received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+        sqs.delete_message_batch(
+            QueueUrl=queue,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(received)],
+        )
+        gc.collect()
+
+        assert db.get_item(TableName="t", Key={"PK": {"S": "p"}})["Item"]["v"] == {"N": "29"}
+        assert [ref() is None for ref in versions] == [True] * 29 + [False]  # only the live version is held
+        assert Item.instances_tracked == [] and Message.instances_tracked == []
+        left = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])
+        assert left["Attributes"]["ApproximateNumberOfMessages"] == "10"  # the queue itself is untouched
+
+
+def _dynamodb_backends() -> Iterator[Any]:
+    from moto.dynamodb.models import dynamodb_backends
+
+    for regions in dynamodb_backends.values():
+        yield from regions.values()

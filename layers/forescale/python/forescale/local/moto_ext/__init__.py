@@ -102,6 +102,11 @@ on every Query, 50 ms a call at a few thousand items): a base-table Query is han
 partition, an index Query the table's items unsorted; moto's own matching and final sort give the
 results, in moto's order. Scan is untouched.
 
+moto's instance tracker: moto keeps every model instance it ever built for its dashboard
+(`/moto-api/data.json`) until a reset. For DynamoDB `Item` and SQS `Message`, built on every write
+and send, the extension stops that (`untrack_churning_models`): a long demo grew by about 830 MB a
+simulated day holding overwritten item versions. The dashboard no longer lists those two models.
+
 Not emulated: invocations using provisioned environments (Available always equals Allocated), the
 control-plane rate limits, Creating time for CreateEndpoint (moto makes endpoints InService at once),
 alarm existence checks, canary/linear traffic shifting steps (one switch at the end).
@@ -145,6 +150,7 @@ def install(clock: Callable[[], float] | None = None) -> None:
             _lambda.patch()
             _sagemaker.patch()
             _dynamodb.patch_query()
+            _core.untrack_churning_models()
             _installed = True
         _core.SETTINGS.clock = clock or time.time
 
