@@ -73,7 +73,7 @@ def patch_query() -> None:
             return scope[1]
         return all_items(self)
 
-    def query_one_partition(self: Table, *args: Any, **kwargs: Any) -> Any:
+    def query_without_table_sort(self: Table, *args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(self, *args, **kwargs)
         hash_key = bound.arguments.get("hash_key")
         if not self.range_key_attr:
@@ -92,4 +92,4 @@ def patch_query() -> None:
             _query_candidates.scope = None
 
     Table.all_items = candidates_or_all_items  # type: ignore[method-assign]
-    Table.query = query_one_partition  # type: ignore[method-assign]
+    Table.query = query_without_table_sort  # type: ignore[method-assign]
