@@ -16,9 +16,7 @@ from forescale.runtime.models import Mode
 
 
 @pytest.fixture
-def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoStateStore]:
-    for k, v in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(k, v)
+def store(moto_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoStateStore]:
     monkeypatch.setenv("FORESCALE_TABLE", "forescale")
     with mock_aws():
         db = boto3.client("dynamodb", region_name="us-east-1")

@@ -807,13 +807,10 @@ def test_contract_requests_and_responses_match_botocore_models(
 
 
 def test_expire_items_deletes_exactly_the_items_past_their_ttl_in_tables_with_ttl_enabled(
-    monkeypatch: pytest.MonkeyPatch,
+    moto_credentials: None,
 ) -> None:
     from forescale.local.moto_extension import expire_items
 
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         db = boto3.client("dynamodb", region_name=REGION)
         for table in ("with-ttl", "without-ttl"):
@@ -852,14 +849,11 @@ def test_expire_items_deletes_exactly_the_items_past_their_ttl_in_tables_with_tt
         assert expire_items(START_S + 61) == 2 and keys("with-ttl") == ["no-ttl", "not-a-number"]
 
 
-def test_query_reads_one_partition_and_answers_as_a_scan_of_the_table_would(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_query_reads_one_partition_and_answers_as_a_scan_of_the_table_would(moto_credentials: None) -> None:
     """Query through the extension (base table: its partition only; index: the table unsorted) against an
     independent oracle: Scan, filtered and sorted."""
     import random
 
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     from moto.dynamodb.models.table import Table
 
     install()
