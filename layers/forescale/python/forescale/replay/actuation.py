@@ -1,7 +1,11 @@
 """How requested capacity becomes usable capacity over time: actuation lead times.
 
 A decision takes effect after its lead time (scale-out, scale-in and type change each have their
-own). At any moment the latest-decided of the decisions already in effect rules. This is the
+own). It is a scale-out when it asks for more than the capacity *in effect* when it is made, not
+more than the last request: on AWS a provisioned-concurrency request still allocating, or an
+endpoint still Updating, delivers nothing sooner for being asked again, so lowering a scale-out that
+has not landed is still a scale-out. At any moment the latest-decided of the decisions already in
+effect rules. This is the
 yardstick's model (../shared/bench/README.md) and what replay uses to tell a policy what it has.
 """
 
@@ -22,11 +26,13 @@ class ActuationModel:
         self._order = 0
 
     def record(self, decided_at: int, capacity: int, instance_type: str | None) -> None:
+        """Record a request made at `decided_at` (non-decreasing, and not before the last `at`)."""
         itype = instance_type or self.requested_type
         lead = self.target.lead_times
+        in_effect, _ = self.at(decided_at)
         if not self.target.is_lambda and itype != self.requested_type:
             delay = lead.type_change_s
-        elif capacity > self.requested:
+        elif capacity > in_effect:
             delay = lead.up_s
         else:
             delay = lead.down_s
