@@ -51,9 +51,7 @@ def test_given_the_scale_out_has_landed_when_capacity_is_lowered_then_it_is_a_sc
     assert model.at(1_460)[0] == 15, "below what is in effect: the 60 s scale-in lead"
 
 
-def test_given_a_request_below_what_is_in_effect_while_a_scale_out_is_pending_then_it_lands_after_the_scale_in_lead() -> (
-    None
-):
+def test_given_a_request_below_what_is_in_effect_while_scaling_out_then_it_takes_the_scale_in_lead() -> None:
     model = ActuationModel(LAMBDA, 10, None)
     model.record(1_000, 21, None)
     model.record(1_010, 8, None)  # below the 10 in effect: a scale-in, 0 s lead

@@ -19,7 +19,9 @@ def test_given_a_replayed_trace_when_benched_then_the_slo_columns_match_a_per_ta
     row = _one((str(path), "reactive 1x1.0", "reactive", params))
 
     score = evaluate(trace, replay(trace, ReplayConfig(policy="reactive", policy_params=params)).rows)
-    over = {n for n, r in score.targets.items() if r.requests and r.miss_pct > 100 * trace.targets[n].to_target().slo_miss}
+    over = {
+        n for n, r in score.targets.items() if r.requests and r.miss_pct > 100 * trace.targets[n].to_target().slo_miss
+    }
     assert row["targets_scored"] == sum(1 for r in score.targets.values() if r.requests)
     assert row["targets_within_slo"] == row["targets_scored"] - len(over)
     assert {w["target"] for w in row["worst_targets"]} <= over

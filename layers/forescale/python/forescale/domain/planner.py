@@ -200,7 +200,7 @@ class Planner:
             refit=rec.refit,
             inputs={"applied": applied},
         )
-        self.policy.after_decision(previous, decision.capacity, applied)
+        self.policy.after_decision(previous, decision.capacity, applied, now)
         self.last_decided_at = now
         if decision.changed:
             self.last_change_at = now

@@ -17,7 +17,7 @@ import bisect
 import math
 import sys
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from forescale.domain.decision import Recommendation
 from forescale.domain.forecast import Forecast
@@ -37,6 +37,7 @@ from forescale.domain.sizing import (
     offered_load,
     sagemaker_instances,
 )
+from forescale.domain.slo import SloParams, budget_left, controller_step, in_effect_segments, missed_requests
 from forescale.domain.targets import Target
 
 DAY_S = 86_400
@@ -89,8 +90,8 @@ class Policy:
     def prescale_recommend(self, now: int, current: int, applied: int, instance_type: str | None) -> Recommendation:
         raise NotImplementedError(f"{self.name} does not pre-scale")
 
-    def after_decision(self, previous: int, requested: int, applied_before: int) -> None:
-        """Optional hook: told what was decided (`previous` → `requested`) and what was in effect before."""
+    def after_decision(self, previous: int, requested: int, applied_before: int, now: int | None = None) -> None:
+        """Optional hook: told what was decided at `now` (`previous` → `requested`) and what was in effect before."""
 
 
 class ReactivePolicy(Policy):
@@ -212,7 +213,7 @@ class TargetTrackingPolicy(Policy):
         self.below = self.below + 1 if avg < 0.9 * self.target_utilisation else 0
         self._last_avg = avg
 
-    def after_decision(self, previous: int, requested: int, applied_before: int) -> None:
+    def after_decision(self, previous: int, requested: int, applied_before: int, now: int | None = None) -> None:
         # The step starting now is served by what is in effect after this decision: a scale-in with
         # no lead (Lambda) already counts, a scale-out does not yet.
         instant = requested < previous and self.target.lead_times.down_s == 0
@@ -332,8 +333,20 @@ class PredictiveParams:
     type_switch_margin: float = DEFAULT_SWITCH_MARGIN
     type_switch_confirmations: int = DEFAULT_SWITCH_CONFIRMATIONS
     type_switch_dwell_s: int = DEFAULT_SWITCH_DWELL_S
+    slo_gain: float = 0.0
+    slo_setpoint: float = 0.85
+    slo_floor: bool = False
+    hold_s: int = 0
+    min_scale_in: float = 0.0
+    change_cost_usd: float = 0.0
+    value_horizon_s: int = 3600
+    slo_window_s: int = DAY_S
+    slo_max_excess: float = 10.0
+    slo_headroom_min: float = 0.7
+    slo_headroom_max: float = 3.0
 
     def __post_init__(self) -> None:
+        self.slo  # noqa: B018  # raises on bad SLO-controller values
         if not 0.5 <= self.sizing_quantile < 1:
             raise ValueError(f"sizing_quantile must be in [0.5, 1), got {self.sizing_quantile}")
         if not 0 < self.level_alpha <= 1:
@@ -347,6 +360,17 @@ class PredictiveParams:
     @property
     def type_switch_rule(self) -> TypeSwitchRule:
         return TypeSwitchRule(self.type_switch_dwell_s, self.type_switch_confirmations)
+
+    @property
+    def slo_floor_params(self) -> SloParams:
+        """The standing floor's controller: the same gain, a floor of 0 to 1× the usual active rate."""
+        return SloParams(self.slo_window_s, self.slo_gain, self.slo_max_excess, 1.0, 2.0)
+
+    @property
+    def slo(self) -> SloParams:
+        return SloParams(
+            self.slo_window_s, self.slo_gain, self.slo_max_excess, self.slo_headroom_min, self.slo_headroom_max
+        )
 
 
 class _Expert:
@@ -429,6 +453,26 @@ class PredictivePolicy(Policy):
         self.day_sum = 0.0
         self.volatility = 0.0  # fast EWMA of squared shifted-log step changes
         self.volatility_slow = 0.0  # the same, ten times slower: the target's usual volatility
+        # The error budget (forescale.domain.slo): what is in effect, as the yardstick models it, and
+        # what it missed. `slo_current` is None until the first decision says what was in effect.
+        self.slo_current: int | None = None
+        self.slo_ruling = -1.0  # decided_at of the request in effect
+        self.slo_landings: deque[tuple[float, float, float]] = deque()  # (effect_at, decided_at, capacity)
+        self.slo_type: str | None = None
+        # The budget's window in hourly buckets (a day of minutes would add 23 KB to every snapshot).
+        self.slo_bucket_s = max(3600, step_s)
+        buckets = max(1, p.slo_window_s // self.slo_bucket_s)
+        self.slo_requests: deque[float] = deque([0.0], maxlen=buckets)
+        self.slo_missed: deque[float] = deque([0.0], maxlen=buckets)
+        self.slo_bucket_at = -1  # start of the newest bucket
+        self.slo_typical = 0.0  # EWMA of a step's requests, to weigh busy steps more
+        self.log_headroom = 0.0
+        # The learned standing floor, for targets that switch on within a step: a share (exp - 1) of
+        # their usual active rate, raised by misses that started from (nearly) nothing.
+        self.log_floor = 0.0
+        self.active_level = 0.0  # EWMA of the non-zero rates
+        # Calm capacity: own recommendations of the last `hold_s` (scale in only below all of them).
+        self.calm_recent: deque[tuple[int, int]] = deque()
 
     def use_forecast(self, forecast: Forecast) -> None:
         self.forecast = forecast
@@ -451,7 +495,77 @@ class PredictivePolicy(Policy):
             self.level = rate_rps if first else self.level + a * (rate_rps - self.level)
             b = self.params.smooth_alpha
             self.smooth = rate_rps if first else self.smooth + b * (rate_rps - self.smooth)
+            self._spend_budget(ts, rate_rps)
         self._score_pending()
+
+    def after_decision(self, previous: int, requested: int, applied_before: int, now: int | None = None) -> None:
+        if now is None:
+            return
+        if self.slo_current is None:
+            self.slo_current = applied_before
+        self._land(now)
+        if requested != previous:
+            # The yardstick's rule: more than what is in effect is a scale-out, whatever was asked last.
+            lead = self.target.lead_times
+            delay = lead.up_s if requested > self.slo_current else lead.down_s
+            self.slo_landings.append((float(now + delay), float(now), float(requested)))
+
+    def _land(self, t: int) -> None:
+        """Move the requests in effect by `t` out of `slo_landings`; the latest-decided rules."""
+        keep: deque[tuple[float, float, float]] = deque()
+        for effect, decided, cap in self.slo_landings:
+            if effect <= t:
+                if decided >= self.slo_ruling:
+                    self.slo_current, self.slo_ruling = int(cap), decided
+            else:
+                keep.append((effect, decided, cap))
+        self.slo_landings = keep
+
+    def _spend_budget(self, ts: int, rate_rps: float) -> None:
+        """Charge the step [ts, ts + step) to the error budget and move the headroom controller."""
+        if self.slo_current is None:
+            return
+        self._land(ts)
+        capacity_rps = 0.0 if self.target.is_lambda else self.target.instance(self.slo_type).capacity_rps
+        segments = in_effect_segments(ts, ts + self.step_s, self.slo_current, self.slo_ruling, self.slo_landings)
+        missed = sum(missed_requests(self.target, c, rate_rps, sec, capacity_rps) for sec, c in segments)
+        requests = rate_rps * self.step_s
+        bucket = ts - ts % self.slo_bucket_s
+        if bucket != self.slo_bucket_at:
+            if self.slo_bucket_at >= 0:
+                self.slo_requests.append(0.0)
+                self.slo_missed.append(0.0)
+            self.slo_bucket_at = bucket
+        self.slo_requests[-1] += requests
+        self.slo_missed[-1] += missed
+        self.slo_typical = (
+            requests if self.slo_typical <= 0 else self.slo_typical + 0.01 * (requests - self.slo_typical)
+        )
+        weight = min(10.0, requests / self.slo_typical) if self.slo_typical > 0 else 1.0
+        if rate_rps > 0:
+            self.active_level = (
+                rate_rps if self.active_level <= 0 else self.active_level + 0.02 * (rate_rps - self.active_level)
+            )
+        slo = self.target.slo_miss * self.params.slo_setpoint
+        # A miss that started from less than half the capacity the step needed is a switch-on: more
+        # headroom multiplies next to nothing, a standing floor is what serves it.
+        cold = segments[0][1] < size_for_rate(self.target, rate_rps, self.slo_type) / 2
+        over = missed > slo * requests
+        if over and cold and self.params.slo_floor:
+            self.log_floor = controller_step(
+                self.log_floor, missed, requests, weight, slo, self.params.slo_floor_params
+            )
+        elif over or not cold:
+            self.log_headroom = controller_step(self.log_headroom, missed, requests, weight, slo, self.params.slo)
+        if not over and self.params.slo_floor:
+            self.log_floor = controller_step(
+                self.log_floor, missed, requests, weight, slo, self.params.slo_floor_params
+            )
+
+    @property
+    def budget_left(self) -> float:
+        """Share of the SLO's error budget left over the rolling window (negative: overspent)."""
+        return budget_left(sum(self.slo_missed), sum(self.slo_requests), self.target.slo_miss)
 
     @property
     def horizon_steps(self) -> int:
@@ -547,7 +661,32 @@ class PredictivePolicy(Policy):
         return max(0.0, (point + c) * math.exp(q) - c)
 
     def recommend(self, now: int, current: int, applied: int, instance_type: str | None) -> Recommendation:
-        return self._recommend(now, instance_type, offset=0)
+        return self._calm(now, current, self._recommend(now, instance_type, offset=0))
+
+    def _calm(self, now: int, current: int, rec: Recommendation) -> Recommendation:
+        """Scale in only below every recommendation of the last `hold_s`, and by at least `min_scale_in`.
+
+        A scale-out goes through at once (misses cost more than capacity); a scale-in that the next
+        minutes would undo is churn: control-plane calls and a lead time of exposure for nothing.
+        """
+        p = self.params
+        if not p.hold_s and not p.min_scale_in and not p.change_cost_usd:
+            return rec
+        self.calm_recent.append((now, rec.capacity))
+        while self.calm_recent and now - self.calm_recent[0][0] >= max(p.hold_s, 1):
+            self.calm_recent.popleft()
+        if rec.capacity >= current or rec.panic or rec.instance_type is not None:
+            return rec
+        wanted = max(c for _, c in self.calm_recent)
+        saving_usd = (current - wanted) * self.target.price_per_unit_hour(self.slo_type) * p.value_horizon_s / 3600
+        if wanted >= current or current - wanted < p.min_scale_in * current or saving_usd < p.change_cost_usd:
+            why = f"calm: holding {current} (recommendations of the last {p.hold_s} s up to {wanted})"
+            return replace(rec, capacity=current, reason=f"{rec.reason}; {why}")
+        if wanted > rec.capacity:
+            return replace(
+                rec, capacity=wanted, reason=f"{rec.reason}; calm: down to {wanted}, the most of the last {p.hold_s} s"
+            )
+        return rec
 
     def prescale_recommend(self, now: int, current: int, applied: int, instance_type: str | None) -> Recommendation:
         """Capacity for the next step, decided one lead time before it starts (only ever raises)."""
@@ -603,6 +742,18 @@ class PredictivePolicy(Policy):
             parts.append(f"reactive fallback ({why}): level {point:.3g} req/s × {p.default_headroom:g}")
         if self.steps_seen:
             self.pending.append((self.steps_seen + offset, points, calibrated, self._scale(), offset))
+        self.slo_type = instance_type
+        if self.params.slo_gain:
+            headroom = math.exp(self.log_headroom)
+            demand *= headroom
+            standing = (math.exp(self.log_floor) - 1) * self.active_level
+            parts.append(
+                f"SLO {self.target.slo_miss:.2%}: {max(0.0, self.budget_left):.0%} of the budget left over "
+                f"{self.params.slo_window_s // 3600} h, headroom ×{headroom:.2f}"
+            )
+            if standing > demand:
+                demand = standing
+                parts.append(f"standing floor {standing:.3g} req/s (misses came at switch-on)")
         if offset:
             # A pre-scale decision: no panic bookkeeping or right-sizing, those run at step starts.
             floor = h.peak(p.reactive_window) * p.reactive_headroom
@@ -627,6 +778,11 @@ class PredictivePolicy(Policy):
         cap = self._size(demand, floor, [] if panic else members, itype)
         if p.miss_cost_usd is not None and members and not panic:
             parts.append(f"cost-optimal at ${p.miss_cost_usd:g} per missed request")
+        if p.slo_gain and cap >= self.target.max_capacity and self.budget_left < 0:
+            parts.append(
+                f"SLO OUT OF REACH: the budget is overspent ({-self.budget_left:.0%} over) and the demand needs "
+                f"more than max_capacity {self.target.max_capacity}"
+            )
         return Recommendation(
             cap,
             "; ".join(parts),
