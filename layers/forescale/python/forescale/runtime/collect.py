@@ -19,12 +19,22 @@ Missing data is not zero demand. For each target and minute of the window:
    other metrics (a SageMaker variant's GPUUtilization keeps coming while its instances run), another
    target's metric, or the Lambda heartbeat (the account-wide Invocations series, never empty in a
    published minute because this function itself runs every minute).
+   Published is not final: a target's own Invocations datapoints can arrive minutes after the
+   heartbeat's (a Lambda invocation is published when it finishes, stamped with its start). So an
+   empty published minute is stored as quiet only when it is *final* — the oldest minute of the
+   window, read for the last time — or when the minute before it was stored as quiet (the target
+   was idle already: an idle function's new minutes are zero at once). An empty minute after
+   traffic is provisional: not stored, reported missing (plan holds, never scales in on it), and
+   read again by the next runs; it becomes zero only if it is still empty on its last read.
 4. Otherwise → missing: nothing is stored, and the target is reported.
 
 Consequences worth knowing: an idle variant on CPU instances, with no other SageMaker traffic in the
-account, stays missing (plan holds its capacity rather than scaling in on no data); a minute whose
-invocations run longer than METRIC_DELAY_S may be stored as quiet first and corrected by a later run
-while it is inside the re-read window.
+account, stays missing (plan holds its capacity rather than scaling in on no data); a target that
+goes from traffic to none is seen by plan as missing for `reread_minutes − 1` minutes (held), then
+as zero; datapoints later than the whole window (METRIC_DELAY_S + reread_minutes minutes) are
+stored as zero on the last read and never corrected, so set the two settings above the lateness
+you see. A minute whose datapoints arrived only in part is stored with the part (a low value, not
+zero) and corrected while it is inside the re-read window.
 
 Events. `forescale.SamplesCollected` names every registered target, in chunks of at most 1000 names
 and `DETAIL_BUDGET_BYTES` of JSON (so that ten chunks fit one PutEvents request's 256 KB);
@@ -143,6 +153,7 @@ def samples_for(
     samples: list[DemandSampleDetail] = []
     missing: list[int] = []
     quiet = 0
+    previous_quiet = False  # the minute before was stored as zero (final, or quiet after a final zero)
     for minute in range(window.start, window.end, MINUTE_S):
         if series is None:
             missing.append(minute)
@@ -154,12 +165,16 @@ def samples_for(
         elif invocations is None or not invocations.complete:
             missing.append(minute)
             continue
-        elif published.get(series.family, -1) >= minute:
+        elif published.get(series.family, -1) >= minute and (minute == window.start or previous_quiet):
             requests = 0.0
             quiet += 1
         else:
+            # Not published yet, or published but not final (the Invocations datapoints may still
+            # arrive late): missing, never zero; a later run reads it again.
             missing.append(minute)
+            previous_quiet = False
             continue
+        previous_quiet = requests == 0.0
         details = {f: values[f] for f in DETAIL_FIELDS if f in values and values[f] >= 0}
         samples.append(
             DemandSampleDetail(
