@@ -39,7 +39,7 @@ from forescale.local.environment import create_stand_in_function
 from forescale.runtime import lambda_support
 from forescale.runtime.collect import CollectService, UnknownTargetError
 from forescale.runtime.events import EventError
-from forescale.runtime.models import InstanceTypeSpec, TargetConfig
+from forescale.runtime.models import DemandSampleDetail, InstanceTypeSpec, TargetConfig
 from forescale.runtime.observability import logger
 
 REPO = Path(__file__).resolve().parents[2]
@@ -338,3 +338,31 @@ def test_given_tag_discovery_on_when_the_quarter_hour_run_fires_then_new_tagged_
     assert checkout is not None and checkout.mode.value == "dry-run" and checkout.qualifier == "live"
     already = aws.store.get_target("already")
     assert already is not None and already.min_capacity == 3  # an existing target keeps its configuration
+
+
+def test_given_60_targets_when_samples_are_merged_then_two_batched_calls_per_25_hours_keep_every_stored_minute(
+    aws: Aws,
+) -> None:
+    # collect's write (merge_samples): whole hour items read in one BatchGetItem and written back by
+    # BatchWriteItem, 25 to a call; minutes and fields already in an hour (pushed demand, detail) stay.
+    ddb = boto3.client("dynamodb")
+    ops: list[str] = []
+    ddb.meta.events.register("before-call.dynamodb.*", lambda event_name, **_: ops.append(event_name.split(".")[-1]))
+    store = DynamoStateStore(ddb, TABLE)
+    hour = 1_700_000_000 - 1_700_000_000 % 3600
+    names = [f"fn{i:02d}" for i in range(60)]
+    pushed = [DemandSampleDetail(target=n, timestamp=hour, requests=60.0, duration_ms=12.0) for n in names[:30]]
+    store.put_samples(pushed, ttl_s=86_400)
+    ops.clear()
+
+    store.merge_samples(
+        [DemandSampleDetail(target=n, timestamp=hour + 60 * k, requests=120.0) for n in names for k in (1, 2)],
+        ttl_s=86_400,
+    )
+
+    assert ops == ["BatchGetItem"] + ["BatchWriteItem"] * 3
+    assert store.load_history("fn00", hour, hour + 180).rates == [1.0, 2.0, 2.0]
+    assert store.load_metric("fn00", "duration_ms", hour, hour + 180) == [12.0, None, None]
+    assert store.load_history("fn59", hour, hour + 180).rates == [None, 2.0, 2.0]
+    item = ddb.get_item(TableName=TABLE, Key={"PK": {"S": "TARGET#fn00"}, "SK": {"S": f"SAMPLES#{hour:010d}"}})
+    assert int(item["Item"]["expiration"]["N"]) == hour + 3600 + 86_400

@@ -45,7 +45,9 @@ highest stored) at that minute also gets a `forescale.DemandAboveForecast` event
 Writes. A warm service remembers what it wrote for the minutes still inside the window and skips
 rewriting a minute whose values did not change since its previous run (most of the re-read minutes),
 so a steady-state run writes about one minute per target instead of `reread_minutes`. A cold start
-writes the whole window again, which is harmless: the writes are idempotent.
+writes the whole window again, which is harmless: the writes are idempotent. The writes are batched
+(`StateStore.merge_samples`: one BatchGetItem per 100 target-hours, one BatchWriteItem per 25), so
+10,000 targets take about 500 calls a minute instead of 10,000 UpdateItems.
 
 Pushed demand. `ingest` stores `forescale.DemandSample` events sent by applications. A target should
 take its demand from one source: collect may overwrite a minute for which CloudWatch has a datapoint
@@ -273,7 +275,7 @@ class CollectService:
                 newest[cfg.name] = samples[-1]
         changed = [s for s in stored if self._written.get((s.target, s.timestamp)) != s]
         if changed:
-            self.store.put_samples(changed, ttl_s=self.sample_ttl_s)
+            self.store.merge_samples(changed, ttl_s=self.sample_ttl_s)
         self._written = {k: v for k, v in self._written.items() if k[1] >= start}
         self._written.update(((s.target, s.timestamp), s) for s in changed)
 
