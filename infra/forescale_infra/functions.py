@@ -133,6 +133,9 @@ def environment(name: str, config: InfraConfig, table_name: str, bus_name: str) 
             "HISTORY_DAYS": str(config.forecast_history_days),
             "HORIZON_S": str(config.forecast_horizon_s),
             "SHARD_COUNT": str(config.forecast_shard_count),
+            "REFIT_SPREAD_S": "86400",  # daily refits spread over the day by target name
+            "MAX_REFITS_PER_RUN": "2000",
+            "LIST_TARGETS_EVERY_S": "900",
         },
         "plan": {"HISTORY_WARMUP_S": "86400"},
         "act": {

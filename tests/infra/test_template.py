@@ -18,6 +18,7 @@ from forescale.runtime.settings import (
     ReactSettings,
     RightsizeSettings,
 )
+from forescale_infra.fanout import CYCLE_OUTPUT, FAILED_OUTPUT, SHARD_OUTPUT
 from tests.infra.conftest import Synth, Synthesis, resolve_name
 
 SETTINGS: dict[str, type[FunctionSettings]] = {
@@ -329,6 +330,10 @@ def test_many_targets_fan_out_across_shards_with_a_map_state(fleet: Synth) -> No
     assert "'shard_count': 3" in each["ItemSelector"] and "'time':" in each["ItemSelector"]
     shard_task = each["ItemProcessor"]["States"]["ForecastShard"]
     assert shard_task["Catch"][0]["Next"] == "ShardFailed"  # one failed shard does not stop the others
+    # Small payloads whatever the fleet: counts per shard, summed by the Map (Step Functions: 256 KB).
+    assert shard_task["Output"] == SHARD_OUTPUT and "models" not in shard_task["Output"]
+    assert each["ItemProcessor"]["States"]["ShardFailed"]["Output"] == FAILED_OUTPUT
+    assert each["Output"] == CYCLE_OUTPUT
     assert machine["Properties"]["TracingConfiguration"] == {"Enabled": True}
     assert machine["Properties"]["LoggingConfiguration"]["Level"] == "ALL"
     # the 5-minute schedule starts the state machine, with a DLQ and retries like every target

@@ -56,7 +56,7 @@ or which it finds quiet.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from forescale.adapters.cloudwatch import Family, MetricsReader, MetricsWindow, TargetSeries
@@ -190,25 +190,38 @@ def samples_for(
     return samples, missing, quiet
 
 
+def byte_chunks(names: Sequence[str], cost: Callable[[str], int], budget_bytes: int, max_count: int) -> list[list[str]]:
+    """`names` in order, split so that each chunk holds at most `max_count` names whose `cost` (bytes of
+    JSON each adds to an event detail) sums to at most `budget_bytes` (a name over budget goes alone)."""
+    out: list[list[str]] = []
+    chunk: list[str] = []
+    size = 0
+    for name in names:
+        c = cost(name)
+        if chunk and (len(chunk) >= max_count or size + c > budget_bytes):
+            out.append(chunk)
+            chunk, size = [], 0
+        chunk.append(name)
+        size += c
+    if chunk:
+        out.append(chunk)
+    return out
+
+
 def chunk_collected(
     period_start: int, names: Sequence[str], missing: set[str], budget_bytes: int = DETAIL_BUDGET_BYTES
 ) -> list[SamplesCollectedDetail]:
     """SamplesCollected details covering `names` in order, each ≤ 1000 names and ≤ `budget_bytes` of JSON."""
-    out: list[SamplesCollectedDetail] = []
-    chunk: list[str] = []
-    size = 0
     overhead = 80  # braces, keys and the period_start number
-    for name in names:
+
+    def cost(name: str) -> int:
         # A name costs its quotes and comma in `targets`, and again in `missing` if it is there.
-        cost = (len(name) + 3) * (2 if name in missing else 1)
-        if chunk and (len(chunk) >= MAX_TARGETS_PER_EVENT or overhead + size + cost > budget_bytes):
-            out.append(_collected(period_start, chunk, missing))
-            chunk, size = [], 0
-        chunk.append(name)
-        size += cost
-    if chunk:
-        out.append(_collected(period_start, chunk, missing))
-    return out
+        return (len(name) + 3) * (2 if name in missing else 1)
+
+    return [
+        _collected(period_start, chunk, missing)
+        for chunk in byte_chunks(names, cost, budget_bytes - overhead, MAX_TARGETS_PER_EVENT)
+    ]
 
 
 def _collected(period_start: int, chunk: list[str], missing: set[str]) -> SamplesCollectedDetail:

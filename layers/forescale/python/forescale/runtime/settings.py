@@ -43,6 +43,11 @@ class ForecastSettings(FunctionSettings):
     HISTORY_DAYS: PositiveInt = 14
     HORIZON_S: PositiveInt = 86_400
     SHARD_COUNT: PositiveInt = 1
+    # Fleet scale (runtime/forecast.py). The defaults keep replay's refit moments (the demo equals
+    # replay); the stack staggers daily refits over the day and lists targets every 15 minutes.
+    REFIT_SPREAD_S: int = Field(default=0, ge=0, le=86_400, description="spread daily refits by name over this")
+    MAX_REFITS_PER_RUN: PositiveInt = 2000  # more wait for the next cycle (so does whatever the time left allows)
+    LIST_TARGETS_EVERY_S: int = Field(default=0, ge=0, description="list registered targets at most this often")
 
 
 class PlanSettings(FunctionSettings):
