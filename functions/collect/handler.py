@@ -54,11 +54,12 @@ def build_service(settings: CollectSettings, clients: CollectClients | None = No
     c = clients or default_clients()
     return CollectService(
         store=DynamoStateStore(c.dynamodb, settings.TABLE_NAME),
-        metrics=CloudWatchMetrics.rotating(c.cloudwatch, settings.DETAIL_EVERY_MINUTES),
+        metrics=CloudWatchMetrics.rotating(c.cloudwatch, settings.DETAIL_EVERY_MINUTES, settings.POLL_EVERY_MINUTES),
         publisher=EventPublisher(c.events, settings.EVENT_BUS_NAME),
         sample_ttl_s=settings.SAMPLE_TTL_DAYS * 86_400,
         metric_delay_s=settings.METRIC_DELAY_S,
         reread_minutes=settings.REREAD_MINUTES,
+        poll_every_minutes=settings.POLL_EVERY_MINUTES,
     )
 
 

@@ -126,6 +126,7 @@ def environment(name: str, config: InfraConfig, table_name: str, bus_name: str) 
             "DETAIL_EVERY_MINUTES": str(config.collect_detail_every_minutes),
             "REREAD_MINUTES": str(config.collect_reread_minutes),
             "METRIC_DELAY_S": str(config.metric_delay_s),
+            "POLL_EVERY_MINUTES": str(config.collect_poll_every_minutes),
             "TAG_DISCOVERY": "true" if config.tag_discovery else "false",
             "DEFAULT_MODE": config.default_mode,
         },

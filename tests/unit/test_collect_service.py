@@ -4,6 +4,8 @@ and the CloudWatch adapter's batching, paging and failure handling on botocore's
 from __future__ import annotations
 
 import json
+import zlib
+from collections import Counter
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -684,3 +686,40 @@ def test_given_datapoints_arriving_late_under_steady_demand_then_plan_never_scal
     held = capacities[4]  # sized from on-time data
     assert held >= 30
     assert min(capacities) == held, f"capacity fell on late datapoints: {capacities}"
+
+
+def test_given_polling_every_5_minutes_then_each_target_is_read_once_in_5_runs_and_every_minute_is_stored() -> None:
+    # GetMetricData bills per metric requested: a target read every 5 minutes, 5 minutes at a time,
+    # costs a fifth. Each run reads an even share of the fleet, and plan is told only of those.
+    store = InMemoryStateStore()
+    names = [f"fn{i:02d}" for i in range(40)]
+    for n in names:
+        store.put_target(lam(n))
+    base = NOW - NOW % 3600
+    minutes = range(base - 3600, base + 3600, 60)
+    fake = FakeMetrics({n: {"requests": dict.fromkeys(minutes, 60.0)} for n in names}, heartbeat={})
+    pub = RecordingPublisher()
+    svc = CollectService(store, fake, pub, sample_ttl_s=86_400, metric_delay_s=DELAY, poll_every_minutes=5)
+    for k in range(15):
+        svc.collect(base + 60 * k + 17)
+    reads = Counter(n for names_read, _, _ in fake.reads for n in names_read)
+    assert set(reads.values()) == {3}  # 15 runs, every target read 3 times
+    assert min(len(r[0]) for r in fake.reads) >= 2  # spread over the runs, not all in one
+    assert {end - start for _, start, end in fake.reads} == {(5 + 5 - 1) * 60}
+    first_end = (base + 17 - DELAY) // 60 * 60
+    for n in names:  # from its first poll on, every minute of every target is stored, none twice-missed
+        rates = store.load_history(n, first_end, first_end + 10 * 60).rates
+        assert rates == [1.0] * 10, n
+    told = [set(d.targets) for kind, d in pub.published if kind == "forescale.SamplesCollected"]  # type: ignore[attr-defined]
+    assert all(t == set(r[0]) for t, r in zip(told, fake.reads, strict=True))
+
+
+def test_given_polling_then_every_target_still_gets_its_detail_metrics_on_the_rotation() -> None:
+    cw = CloudWatchMetrics.rotating(cloudwatch(), 60, poll_every=5)
+    targets = [lam(f"fn{i:03d}") for i in range(200)]
+    detail_reads: Counter[str] = Counter()
+    for k in range(12):  # an hour of polls per target (each target's window start moves 5 minutes a poll)
+        for t in targets:
+            start = NOW - NOW % 3600 + 300 * k + 60 * (zlib.crc32(t.name.encode()) % 5)
+            detail_reads[t.name] += int(cw.reads_detail(t.name, start))
+    assert set(detail_reads.values()) == {1}  # once an hour each, whatever the poll phase

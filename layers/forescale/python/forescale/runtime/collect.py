@@ -1,7 +1,11 @@
 """The collect service: store each registered target's per-minute demand, then tell plan and react.
 
-Window. `collect(now)` reads the whole minutes [end − reread_minutes·60, end), where `end` is
-`now − METRIC_DELAY_S` rounded down to the minute. CloudWatch publishes a minute late (a Lambda
+Window. `collect(now)` reads the whole minutes [end − (reread_minutes + poll_every_minutes − 1)·60, end),
+where `end` is `now − METRIC_DELAY_S` rounded down to the minute. With `poll_every_minutes = N > 1`
+a run reads only the targets whose turn it is (every N-th minute, at a phase set by the name's
+crc32), and reads the N minutes since their previous poll as well: GetMetricData is billed per
+metric requested, not per datapoint, so this divides collection's price by N, and each target's
+demand reaches plan up to N − 1 minutes later (docs/running-cost.md). CloudWatch publishes a minute late (a Lambda
 invocation's metrics arrive when it finishes, stamped with its start), so every run re-reads the
 recent minutes, and a later run overwrites a minute with what CloudWatch has by then. A stored minute
 is a pure function of what CloudWatch returns, so a repeated run writes the same values.
@@ -21,8 +25,8 @@ Missing data is not zero demand. For each target and minute of the window:
    published minute because this function itself runs every minute).
    Published is not final: a target's own Invocations datapoints can arrive minutes after the
    heartbeat's (a Lambda invocation is published when it finishes, stamped with its start). So an
-   empty published minute is stored as quiet only when it is *final* — the oldest minute of the
-   window, read for the last time — or when the minute before it was stored as quiet (the target
+   empty published minute is stored as quiet only when it is *final* — read for the last time (the
+   oldest minute of the window; the oldest N when polling every N minutes) — or when the minute before it was stored as quiet (the target
    was idle already: an idle function's new minutes are zero at once). An empty minute after
    traffic is provisional: not stored, reported missing (plan holds, never scales in on it), and
    read again by the next runs; it becomes zero only if it is still empty on its last read.
@@ -36,7 +40,7 @@ stored as zero on the last read and never corrected, so set the two settings abo
 you see. A minute whose datapoints arrived only in part is stored with the part (a low value, not
 zero) and corrected while it is inside the re-read window.
 
-Events. `forescale.SamplesCollected` names every registered target, in chunks of at most 1000 names
+Events. `forescale.SamplesCollected` names every target read by the run, in chunks of at most 1000 names
 and `DETAIL_BUDGET_BYTES` of JSON (so that ten chunks fit one PutEvents request's 256 KB);
 `period_start` is the newest minute read and `missing` lists the chunk's targets that have no sample
 for it. A target whose newest stored rate exceeds its forecast's upper band (quantile 0.99, else the
@@ -57,6 +61,7 @@ or which it finds quiet.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+import zlib
 from dataclasses import dataclass
 
 from forescale.adapters.cloudwatch import Family, MetricsReader, MetricsWindow, TargetSeries
@@ -149,9 +154,17 @@ def published_until(window: MetricsWindow) -> dict[Family, int]:
 
 
 def samples_for(
-    cfg: TargetConfig, series: TargetSeries | None, window: MetricsWindow, published: dict[Family, int]
+    cfg: TargetConfig,
+    series: TargetSeries | None,
+    window: MetricsWindow,
+    published: dict[Family, int],
+    final_until: int | None = None,
 ) -> tuple[list[DemandSampleDetail], list[int], int]:
-    """Apply the module's rule to one target: (samples to store, missing minutes, quiet minutes)."""
+    """Apply the module's rule to one target: (samples to store, missing minutes, quiet minutes).
+
+    Minutes before `final_until` (epoch s; default: the window's oldest minute only) are read for the
+    last time by this run."""
+    final_until = window.start + MINUTE_S if final_until is None else final_until
     samples: list[DemandSampleDetail] = []
     missing: list[int] = []
     quiet = 0
@@ -167,7 +180,7 @@ def samples_for(
         elif invocations is None or not invocations.complete:
             missing.append(minute)
             continue
-        elif published.get(series.family, -1) >= minute and (minute == window.start or previous_quiet):
+        elif published.get(series.family, -1) >= minute and (minute < final_until or previous_quiet):
             requests = 0.0
             quiet += 1
         else:
@@ -243,9 +256,12 @@ class CollectService:
         sample_ttl_s: int = 15 * DAY_S,
         metric_delay_s: int = 120,
         reread_minutes: int = REREAD_MINUTES,
+        poll_every_minutes: int = 1,
     ) -> None:
-        if reread_minutes < 1:
-            raise ValueError(f"reread_minutes must be >= 1, got {reread_minutes}")
+        if reread_minutes < 1 or poll_every_minutes < 1:
+            raise ValueError(
+                f"reread_minutes and poll_every_minutes must be >= 1, got {reread_minutes} and {poll_every_minutes}"
+            )
         if metric_delay_s < 0:
             raise ValueError(f"metric_delay_s must be >= 0, got {metric_delay_s}")
         self.store = store
@@ -254,20 +270,29 @@ class CollectService:
         self.sample_ttl_s = sample_ttl_s
         self.metric_delay_s = metric_delay_s
         self.reread_minutes = reread_minutes
+        self.poll_every_minutes = poll_every_minutes
         self._forecasts = ForecastCache(store)
         self._written: dict[tuple[str, int], DemandSampleDetail] = {}  # (target, minute) → last sample written
 
     def window(self, now: int) -> tuple[int, int]:
-        """The minutes [start, end) a run at `now` (epoch s) reads."""
+        """The minutes [start, end) a run at `now` (epoch s) reads: the re-read minutes, and the minutes
+        since the target's previous poll (GetMetricData bills per metric, not per datapoint)."""
         end = now - self.metric_delay_s
         end -= end % MINUTE_S
-        return end - self.reread_minutes * MINUTE_S, end
+        return end - (self.reread_minutes + self.poll_every_minutes - 1) * MINUTE_S, end
+
+    def polls(self, name: str, end: int) -> bool:
+        """Whether the run whose window ends at `end` reads `name`: every `poll_every_minutes`-th run,
+        at a stable phase per name, so each run reads an even share of the fleet."""
+        n = self.poll_every_minutes
+        return n == 1 or (end // MINUTE_S + zlib.crc32(name.encode())) % n == 0
 
     def collect(self, now: int) -> CollectResult:
         """Read, store and announce the demand of every registered target (see the module docstring)."""
         start, end = self.window(now)
         period_start = end - MINUTE_S
-        targets = self.store.list_targets()
+        final_until = start + self.poll_every_minutes * MINUTE_S  # the next poll's window starts there
+        targets = [t for t in self.store.list_targets() if self.polls(t.name, end)]
         if not targets:
             return CollectResult(start, end, period_start, 0, 0, 0, 0, 0, (), (), 0, 0, 0, ())
         window = self.metrics.read(targets, start, end)
@@ -278,7 +303,7 @@ class CollectService:
         missing_targets: set[str] = set()
         missing_minutes = quiet_minutes = 0
         for cfg in targets:
-            samples, missing, quiet = samples_for(cfg, window.targets.get(cfg.name), window, published)
+            samples, missing, quiet = samples_for(cfg, window.targets.get(cfg.name), window, published, final_until)
             stored += samples
             missing_minutes += len(missing)
             quiet_minutes += quiet
