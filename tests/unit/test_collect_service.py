@@ -4,9 +4,9 @@ and the CloudWatch adapter's batching, paging and failure handling on botocore's
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from collections import Counter
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any

@@ -25,11 +25,12 @@ Missing data is not zero demand. For each target and minute of the window:
    published minute because this function itself runs every minute).
    Published is not final: a target's own Invocations datapoints can arrive minutes after the
    heartbeat's (a Lambda invocation is published when it finishes, stamped with its start). So an
-   empty published minute is stored as quiet only when it is *final* — read for the last time (the
-   oldest minute of the window; the oldest N when polling every N minutes) — or when the minute before it was stored as quiet (the target
-   was idle already: an idle function's new minutes are zero at once). An empty minute after
-   traffic is provisional: not stored, reported missing (plan holds, never scales in on it), and
-   read again by the next runs; it becomes zero only if it is still empty on its last read.
+   empty published minute is stored as quiet only when it is *final* — read for the last time: the
+   oldest minute of the window (the oldest N when polling every N minutes) — or when the minute
+   before it was stored as quiet (the target was idle already: an idle function's new minutes are
+   zero at once). An empty minute after traffic is provisional: not stored, reported missing (plan
+   holds, never scales in on it), and read again by the next runs; it becomes zero only if it is
+   still empty on its last read.
 4. Otherwise → missing: nothing is stored, and the target is reported.
 
 Consequences worth knowing: an idle variant on CPU instances, with no other SageMaker traffic in the
@@ -60,8 +61,8 @@ or which it finds quiet.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
 import zlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from forescale.adapters.cloudwatch import Family, MetricsReader, MetricsWindow, TargetSeries
