@@ -81,6 +81,9 @@ class ManagedTarget(_Frozen):
     qualifier: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,128}$")
     endpoint_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")
     variant_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")
+    # Opt-in per-target dashboard metrics (DemandRps, ForecastRps, ForecastUpperRps): 3 custom metrics,
+    # $0.90 a target-month at $0.30 each; without it the row plots AWS's own (free) metrics.
+    metrics: bool = False
 
     @model_validator(mode="after")
     def _resource_named(self) -> Self:

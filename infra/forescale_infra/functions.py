@@ -127,6 +127,7 @@ def environment(name: str, config: InfraConfig, table_name: str, bus_name: str) 
             "REREAD_MINUTES": str(config.collect_reread_minutes),
             "METRIC_DELAY_S": str(config.metric_delay_s),
             "POLL_EVERY_MINUTES": str(config.collect_poll_every_minutes),
+            "TARGET_METRICS": ",".join(t.name for t in config.targets if t.metrics),
             "TAG_DISCOVERY": "true" if config.tag_discovery else "false",
             "DEFAULT_MODE": config.default_mode,
         },

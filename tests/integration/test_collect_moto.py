@@ -366,3 +366,34 @@ def test_given_60_targets_when_samples_are_merged_then_two_batched_calls_per_25_
     assert store.load_history("fn59", hour, hour + 180).rates == [None, 2.0, 2.0]
     item = ddb.get_item(TableName=TABLE, Key={"PK": {"S": "TARGET#fn00"}, "SK": {"S": f"SAMPLES#{hour:010d}"}})
     assert int(item["Item"]["expiration"]["N"]) == hour + 3600 + 86_400
+
+
+def test_given_an_opted_in_target_then_only_it_gets_per_target_dashboard_metrics(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A custom metric costs $0.30 a month: per-target series only for the targets that ask (TARGET_METRICS).
+    monkeypatch.setenv("TARGET_METRICS", "checkout:live")
+    now, m = current_minute_window()
+    aws.store.put_target(lambda_target("checkout:live", "checkout", "live"))
+    aws.store.put_target(lambda_target("batch", "batch", None))
+    for dims in ({"FunctionName": "checkout", "Resource": "checkout:live"}, {"FunctionName": "batch"}):
+        for t in m:
+            put(aws.cloudwatch, "AWS/Lambda", "Invocations", dims, t, 600.0, unit="Count")
+    aws.store.put_forecast(Forecast("checkout:live", m[0], m[0], 60, {0.5: (8.0,) * 10, 0.99: (12.0,) * 10}, "t"))
+    capsys.readouterr()
+
+    aws.handler.handler(scheduled(now), FakeContext())
+
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    per_target = {
+        (e["target"], k): e[k]
+        for e in emf
+        if "target" in e
+        for k in ("DemandRps", "ForecastRps", "ForecastUpperRps")
+        if k in e
+    }
+    assert per_target == {
+        ("checkout:live", "DemandRps"): [10.0],
+        ("checkout:live", "ForecastRps"): [8.0],
+        ("checkout:live", "ForecastUpperRps"): [12.0],
+    }

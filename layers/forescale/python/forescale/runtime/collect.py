@@ -105,6 +105,7 @@ class CollectResult:
     missing_targets: tuple[str, ...]  # targets without a sample for `period_start`
     above_forecast: tuple[DemandAboveForecastDetail, ...]
     events_published: int
+    readings: tuple[TargetReading, ...]  # the watched targets' newest demand and forecast (dashboard metrics)
     calls: int  # GetMetricData requests
     queries: int
     errors: tuple[str, ...]
@@ -124,6 +125,17 @@ class CollectResult:
             "queries": self.queries,
             "errors": list(self.errors),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class TargetReading:
+    """A watched target's newest stored minute: demand and the forecast's median and upper band (req/s)."""
+
+    target: str
+    timestamp: int
+    demand_rps: float
+    forecast_rps: float | None
+    forecast_upper_rps: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +270,7 @@ class CollectService:
         metric_delay_s: int = 120,
         reread_minutes: int = REREAD_MINUTES,
         poll_every_minutes: int = 1,
+        watch: Iterable[str] = (),
     ) -> None:
         if reread_minutes < 1 or poll_every_minutes < 1:
             raise ValueError(
@@ -272,6 +285,7 @@ class CollectService:
         self.metric_delay_s = metric_delay_s
         self.reread_minutes = reread_minutes
         self.poll_every_minutes = poll_every_minutes
+        self.watch = frozenset(watch)  # targets whose per-target dashboard metrics are emitted (opt-in)
         self._forecasts = ForecastCache(store)
         self._written: dict[tuple[str, int], DemandSampleDetail] = {}  # (target, minute) → last sample written
 
@@ -295,7 +309,7 @@ class CollectService:
         final_until = start + self.poll_every_minutes * MINUTE_S  # the next poll's window starts there
         targets = [t for t in self.store.list_targets() if self.polls(t.name, end)]
         if not targets:
-            return CollectResult(start, end, period_start, 0, 0, 0, 0, 0, (), (), 0, 0, 0, ())
+            return CollectResult(start, end, period_start, 0, 0, 0, 0, 0, (), (), 0, (), 0, 0, ())
         window = self.metrics.read(targets, start, end)
         published = published_until(window)
 
@@ -335,6 +349,7 @@ class CollectService:
             missing_targets=tuple(sorted(missing_targets)),
             above_forecast=tuple(above),
             events_published=len(collected) + len(above),
+            readings=self._readings(newest),
             calls=window.calls,
             queries=window.queries,
             errors=window.errors,
@@ -379,6 +394,19 @@ class CollectService:
         if above:
             self.publisher.publish("forescale.DemandAboveForecast", above)
         return IngestResult(samples_stored=len(minutes), targets=tuple(names), above_forecast=tuple(above))
+
+    def _readings(self, newest: dict[str, DemandSampleDetail]) -> tuple[TargetReading, ...]:
+        """Demand and forecast at the newest minute of each watched target that has one."""
+        watched = sorted(n for n in self.watch if n in newest)
+        metas = self.store.forecast_metas(watched) if watched else {}
+        out: list[TargetReading] = []
+        for name in watched:
+            sample = newest[name]
+            forecast = self._forecasts.get_issued(name, metas[name][0])
+            median = forecast.rate_at(sample.timestamp) if forecast is not None else None
+            upper = upper_band(forecast, sample.timestamp) if forecast is not None else None
+            out.append(TargetReading(name, sample.timestamp, sample.rate_rps, median, upper))
+        return tuple(out)
 
     def _above_forecast(self, newest: Iterable[DemandSampleDetail]) -> list[DemandAboveForecastDetail]:
         out: list[DemandAboveForecastDetail] = []

@@ -35,6 +35,7 @@ class CollectSettings(FunctionSettings):
     DETAIL_EVERY_MINUTES: PositiveInt = 15  # duration/concurrency/latency/GPU per target every N minutes
     REREAD_MINUTES: PositiveInt = 5  # re-read this many recent minutes: CloudWatch corrects late datapoints
     METRIC_DELAY_S: int = Field(default=120, ge=0, description="CloudWatch publishes a minute late; read this far back")
+    TARGET_METRICS: str = ""  # comma-separated targets whose per-target dashboard metrics are emitted (opt-in)
     POLL_EVERY_MINUTES: PositiveInt = 1  # read each target every N minutes (N minutes at a time): price / N
     TAG_DISCOVERY: bool = False  # also manage resources tagged forescale:managed=true (Resource Groups Tagging API)
     DEFAULT_MODE: Literal["dry-run", "active"] = "dry-run"  # mode of a target registered by tag discovery
