@@ -5,6 +5,7 @@ The only function that imports pandas and statsforecast (a container image; see 
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -18,7 +19,7 @@ from forescale.runtime.forecast import ForecastService
 from forescale.runtime.observability import logger, metrics, tracer
 from forescale.runtime.settings import ForecastSettings
 
-NAMES_IN_RESULT = 20  # target names a result carries (a Map item's output is bounded); the log has them all
+NAMES_IN_RESULT = 20  # target names a result carries: a Map item's output is bounded
 
 
 class ShardInput(BaseModel):
@@ -83,11 +84,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             now, shard.shard, shard.shard_count, deadline=lambda: context.get_remaining_time_in_millis() / 1000
         )
         # Counts, and a few names: this is the Step Functions Map item's output and the idempotency
-        # record, both bounded (256 KB, 400 KB) whatever the shard's size. The log line names them all.
-        logger.info(
-            "forecasts stored",
-            extra={"models": summary.models, "too_little_history": summary.too_little_history},
-        )
+        # record, both bounded (256 KB, 400 KB) whatever the shard's size; each forecast names its
+        # model in its stored item and in ForecastReady.
         return {
             "shard": shard.shard,
             "considered": summary.considered,
@@ -96,6 +94,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "deferred": len(summary.deferred),
             "too_little_history": len(summary.too_little_history),
             "no_forecast": summary.no_forecast[:NAMES_IN_RESULT],
+            "models": dict(Counter(summary.models.values())),  # targets per model
             "events": summary.events,
         }
 
