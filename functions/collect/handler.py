@@ -8,10 +8,11 @@ its id). With `TAG_DISCOVERY` on, every `DISCOVERY_EVERY_S` it also registers ne
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from forescale.adapters.cloudwatch import CloudWatchMetrics
@@ -19,10 +20,10 @@ from forescale.adapters.events import EventPublisher
 from forescale.adapters.state import ConflictError, DynamoStateStore
 from forescale.adapters.tagging import TagDiscovery
 from forescale.runtime import lambda_support
-from forescale.runtime.collect import CollectService
+from forescale.runtime.collect import CollectService, TargetReading
 from forescale.runtime.events import DemandSampleEvent, ScheduledEvent
 from forescale.runtime.models import Mode
-from forescale.runtime.observability import logger, metrics, tracer
+from forescale.runtime.observability import NAMESPACE, SERVICE, logger, metrics, tracer
 from forescale.runtime.settings import CollectSettings
 
 ACCEPTED = ("Scheduled Event", "forescale.DemandSample")
@@ -54,11 +55,13 @@ def build_service(settings: CollectSettings, clients: CollectClients | None = No
     c = clients or default_clients()
     return CollectService(
         store=DynamoStateStore(c.dynamodb, settings.TABLE_NAME),
-        metrics=CloudWatchMetrics.rotating(c.cloudwatch, settings.DETAIL_EVERY_MINUTES),
+        metrics=CloudWatchMetrics.rotating(c.cloudwatch, settings.DETAIL_EVERY_MINUTES, settings.POLL_EVERY_MINUTES),
         publisher=EventPublisher(c.events, settings.EVENT_BUS_NAME),
         sample_ttl_s=settings.SAMPLE_TTL_DAYS * 86_400,
         metric_delay_s=settings.METRIC_DELAY_S,
         reread_minutes=settings.REREAD_MINUTES,
+        poll_every_minutes=settings.POLL_EVERY_MINUTES,
+        watch=[n for n in settings.TARGET_METRICS.split(",") if n],
     )
 
 
@@ -93,6 +96,24 @@ def register_tagged(settings: CollectSettings, service: CollectService, clients:
     return registered
 
 
+def emit_target_metrics(readings: Sequence[TargetReading]) -> None:
+    """The opted-in targets' dashboard metrics (req/s), each with its `target` dimension. A custom metric
+    costs $0.30 a month, so these are per target only where asked (infra: `metrics: true`)."""
+    for r in readings:
+        values = {"DemandRps": r.demand_rps, "ForecastRps": r.forecast_rps, "ForecastUpperRps": r.forecast_upper_rps}
+        for name, value in values.items():
+            if value is None:
+                continue
+            with single_metric(
+                name=name,
+                unit=MetricUnit.CountPerSecond,
+                value=value,
+                namespace=NAMESPACE,
+                default_dimensions={"service": SERVICE},
+            ) as metric:
+                metric.add_dimension(name="target", value=r.target)
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -110,6 +131,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         if settings.TAG_DISCOVERY and now % DISCOVERY_EVERY_S < 60:
             registered = register_tagged(settings, service, default_clients())
         result = service.collect(now)
+        emit_target_metrics(result.readings)
         if result.errors:
             logger.error("CloudWatch reads failed; those targets are reported missing", extra={"errors": result.errors})
         return {"kind": "collect", "registered": registered} | result.summary()

@@ -5,6 +5,7 @@ The only function that imports pandas and statsforecast (a container image; see 
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -17,6 +18,8 @@ from forescale.runtime.events import EventError, parse_event
 from forescale.runtime.forecast import ForecastService
 from forescale.runtime.observability import logger, metrics, tracer
 from forescale.runtime.settings import ForecastSettings
+
+NAMES_IN_RESULT = 20  # target names a result carries: a Map item's output is bounded
 
 
 class ShardInput(BaseModel):
@@ -40,6 +43,9 @@ def build_service(settings: ForecastSettings) -> ForecastService:
         _statsforecast,
         history_days=settings.HISTORY_DAYS,
         horizon_s=settings.HORIZON_S,
+        refit_spread_s=settings.REFIT_SPREAD_S,
+        max_refits=settings.MAX_REFITS_PER_RUN,
+        list_every_s=settings.LIST_TARGETS_EVERY_S,
     )
 
 
@@ -74,17 +80,25 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         key = (settings, id(lambda_support.client("dynamodb")))  # new clients (a reset) → a new service
         if key not in _warm:
             _warm[key] = build_service(settings)
-        summary = _warm[key].run(now, shard.shard, shard.shard_count)
+        summary = _warm[key].run(
+            now, shard.shard, shard.shard_count, deadline=lambda: context.get_remaining_time_in_millis() / 1000
+        )
+        # Counts, and a few names: this is the Step Functions Map item's output and the idempotency
+        # record, both bounded (256 KB, 400 KB) whatever the shard's size; each forecast names its
+        # model in its stored item and in ForecastReady.
         return {
+            "shard": shard.shard,
             "considered": summary.considered,
             "refit": len(summary.refit),
             "refit_on_drift": len(summary.on_drift),
-            "too_little_history": summary.too_little_history,
-            "no_forecast": summary.no_forecast,
-            "models": summary.models,
+            "deferred": len(summary.deferred),
+            "too_little_history": len(summary.too_little_history),
+            "no_forecast": summary.no_forecast[:NAMES_IN_RESULT],
+            "models": dict(Counter(summary.models.values())),  # targets per model
+            "events": summary.events,
         }
 
     result = lambda_support.once(settings, "forecast", event_id, run, context)
     metrics.add_metric(name="Refits", unit=MetricUnit.Count, value=result["refit"] + result["refit_on_drift"])
-    logger.info("forecast cycle", extra={k: v for k, v in result.items() if k != "models"})
+    logger.info("forecast cycle", extra=result)
     return result

@@ -81,6 +81,9 @@ class ManagedTarget(_Frozen):
     qualifier: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,128}$")
     endpoint_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")
     variant_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")
+    # Opt-in per-target dashboard metrics (DemandRps, ForecastRps, ForecastUpperRps): 3 custom metrics,
+    # $0.90 a target-month at $0.30 each; without it the row plots AWS's own (free) metrics.
+    metrics: bool = False
 
     @model_validator(mode="after")
     def _resource_named(self) -> Self:
@@ -161,7 +164,10 @@ class InfraConfig(_Frozen):
     forecast_history_days: PositiveInt = 14
     forecast_horizon_s: PositiveInt = 86_400
     sample_ttl_days: PositiveInt = 15
-    collect_detail_every_minutes: PositiveInt = 15  # duration/concurrency/latency/GPU per target every N minutes
+    collect_detail_every_minutes: PositiveInt = 60  # duration/concurrency/latency/GPU per target every N minutes
+    # Read each target's demand every N minutes, N minutes at a time: collection costs 1/N of reading
+    # every minute; demand reaches plan up to N - 1 minutes later (docs/running-cost.md).
+    collect_poll_every_minutes: PositiveInt = Field(default=5, le=15)
     collect_reread_minutes: PositiveInt = 5  # re-read recent minutes: CloudWatch corrects late datapoints
     metric_delay_s: int = Field(default=120, ge=0)
     act_lambda_calls_per_second: float = Field(default=15.0, gt=0, le=15.0)

@@ -4,6 +4,11 @@ The 5-minute schedule starts one execution; the Map invokes the forecaster once 
 `{"shard": i, "shard_count": N, "time": <execution start, epoch s>}` (`time` makes a retried shard
 forecast the same moment, and keys its idempotency record). A failed shard is caught so the other shards
 still finish; the forecaster's error alarm reports it.
+
+Payloads stay small whatever the fleet (Step Functions allows 256 KB per state's input and output):
+the items are shard ids, not target lists (each shard finds its targets by `crc32(name) mod N`);
+each item's output keeps four counts of the forecaster's result, a failed item only the error
+name, and the Map's output sums them. 1,000 shards × about 60 bytes stay far under 256 KB.
 """
 
 from __future__ import annotations
@@ -18,6 +23,16 @@ from constructs import Construct
 from forescale_infra.config import InfraConfig
 from forescale_infra.functions import retention
 from forescale_infra.nag import acknowledge
+
+SHARD_OUTPUT = (
+    "{% {'shard': $states.result.shard, 'refit': $states.result.refit + $states.result.refit_on_drift, "
+    "'deferred': $states.result.deferred} %}"
+)
+FAILED_OUTPUT = "{% {'failed': $states.input.Error} %}"
+CYCLE_OUTPUT = (
+    "{% {'shards': $count($states.result), 'refit': $sum($states.result.refit), "
+    "'deferred': $sum($states.result.deferred), 'failed': $count($states.result[failed])} %}"
+)
 
 
 class ForecastFanOut(Construct):
@@ -40,9 +55,10 @@ class ForecastFanOut(Construct):
             payload_response_only=True,
             retry_on_service_exceptions=True,
             query_language=sfn.QueryLanguage.JSONATA,
+            outputs=SHARD_OUTPUT,
         )
         invoke.add_catch(
-            sfn.Pass(self, "ShardFailed", query_language=sfn.QueryLanguage.JSONATA),
+            sfn.Pass(self, "ShardFailed", query_language=sfn.QueryLanguage.JSONATA, outputs=FAILED_OUTPUT),
             errors=["States.ALL"],
         )
         each_shard = sfn.Map(
@@ -56,6 +72,7 @@ class ForecastFanOut(Construct):
                 f"'shard_count': {shard_count}, "
                 "'time': $floor($toMillis($states.context.Execution.StartTime) / 1000)} %}"
             ),
+            outputs=CYCLE_OUTPUT,
         )
         each_shard.item_processor(invoke)
         self.log_group = logs.LogGroup(

@@ -126,6 +126,8 @@ def environment(name: str, config: InfraConfig, table_name: str, bus_name: str) 
             "DETAIL_EVERY_MINUTES": str(config.collect_detail_every_minutes),
             "REREAD_MINUTES": str(config.collect_reread_minutes),
             "METRIC_DELAY_S": str(config.metric_delay_s),
+            "POLL_EVERY_MINUTES": str(config.collect_poll_every_minutes),
+            "TARGET_METRICS": ",".join(t.name for t in config.targets if t.metrics),
             "TAG_DISCOVERY": "true" if config.tag_discovery else "false",
             "DEFAULT_MODE": config.default_mode,
         },
@@ -133,6 +135,9 @@ def environment(name: str, config: InfraConfig, table_name: str, bus_name: str) 
             "HISTORY_DAYS": str(config.forecast_history_days),
             "HORIZON_S": str(config.forecast_horizon_s),
             "SHARD_COUNT": str(config.forecast_shard_count),
+            "REFIT_SPREAD_S": "86400",  # daily refits spread over the day by target name
+            "MAX_REFITS_PER_RUN": "2000",
+            "LIST_TARGETS_EVERY_S": "900",
         },
         "plan": {"HISTORY_WARMUP_S": "86400"},
         "act": {

@@ -4,12 +4,18 @@ Ops alarm names start with `ops-` so they can never match the `alarm_prefix` tha
 react (config validation forbids an alarm_prefix starting with `ops-`).
 
 Custom metrics come from Powertools Metrics (EMF) in namespace `forescale`, which always adds the
-dimension `service=forescale`. Per-target series carry `target=<name>` as well. The per-target metric
-names below are the contract with the runtime's emitters:
+dimension `service=forescale`. A custom metric costs $0.30 a month, so forescale's own metrics are
+fleet-level (`FLEET_METRICS`, a fixed number whatever the fleet) and per-target series are opt-in:
+collect emits them, with `target=<name>`, only for declared targets with `metrics: true`
+(`TARGET_METRICS` names them; 3 metrics, $0.90 a target-month, more than forescale's whole running
+cost target of $0.50):
 
-- `DemandRps`: observed requests/s for the minute;
-- `ForecastRps` / `ForecastUpperRps`: the forecast's median and upper quantile for that minute;
-- `Capacity`: capacity in effect (concurrency or instances).
+- `DemandRps`: observed requests/s for the newest collected minute;
+- `ForecastRps` / `ForecastUpperRps`: the forecast's median and upper band for that minute.
+
+Every declared target's row plots AWS's own metrics (free to graph): demand from Invocations (as
+req/s) and spill/throttles, or latency/5XX for an endpoint; an opted-in target adds the forecast.
+Capacity per target is in the audit trail (`forescale status`, the decisions), not a metric.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from forescale_infra.functions import ForescaleFunctions
 
 NAMESPACE = "forescale"
 SERVICE_DIMENSION = {"service": "forescale"}
-TARGET_METRICS = ("DemandRps", "ForecastRps", "ForecastUpperRps", "Capacity")
+TARGET_METRICS = ("DemandRps", "ForecastRps", "ForecastUpperRps")  # opt-in, see the module docstring
 FLEET_METRICS = ("Decisions", "CapacityChanges", "ReactScaleOuts", "Refits", "TargetsMissingData", "InvalidEvents")
 MAX_TARGET_ROWS = 50  # beyond this the fleet widgets (SEARCH by target) stay readable, single rows do not
 ALARM_PERIOD = Duration.minutes(5)
@@ -138,26 +144,23 @@ class AlarmsAndDashboard(Construct):
 
     def _fleet_rows(self, functions: ForescaleFunctions, dlqs: Sequence[tuple[str, sqs.IQueue]]) -> None:
         region = Stack.of(self).region
-        by_target = {
-            name: cw.MathExpression(
-                expression=f"SEARCH('{{{NAMESPACE},service,target}} MetricName=\"{name}\"', 'Average', 60)",
-                label=name,
-                period=Duration.minutes(1),
-                search_region=region,
-            )
-            for name in ("DemandRps", "Capacity")
-        }
+        opted_in = cw.MathExpression(
+            expression=f"SEARCH('{{{NAMESPACE},service,target}} MetricName=\"DemandRps\"', 'Average', 60)",
+            label="DemandRps",
+            period=Duration.minutes(1),
+            search_region=region,
+        )
         self.dashboard.add_widgets(
             cw.TextWidget(
-                markdown="# forescale\nPer-target demand vs forecast vs capacity below; fleet decisions, spill "
-                "proxies (react scale-outs, missing data) and errors here.",
+                markdown="# forescale\nPer-target demand (AWS metrics; the forecast for targets with `metrics: "
+                "true`) below; fleet decisions, spill proxies (react scale-outs, missing data) and errors here. "
+                "Capacities per target: `forescale status` and the decisions.",
                 width=24,
                 height=2,
             )
         )
         self.dashboard.add_widgets(
-            cw.GraphWidget(title="Demand by target (req/s)", left=[by_target["DemandRps"]], width=12),
-            cw.GraphWidget(title="Capacity by target", left=[by_target["Capacity"]], width=12),
+            cw.GraphWidget(title="Demand of opted-in targets (req/s)", left=[opted_in], width=24),
         )
         fleet = [
             cw.Metric(
@@ -210,29 +213,39 @@ class AlarmsAndDashboard(Construct):
         )
 
     def _target_row(self, target: ManagedTarget) -> None:
-        demand = target_metric("DemandRps", target.name)
-        forecast = target_metric("ForecastRps", target.name)
-        upper = target_metric("ForecastUpperRps", target.name)
-        capacity = target_metric("Capacity", target.name, statistic="Maximum")
+        if target.kind.is_lambda and target.function_name:
+            namespace = "AWS/Lambda"
+            dims = {"FunctionName": target.function_name}
+            if target.qualifier:
+                dims["Resource"] = f"{target.function_name}:{target.qualifier}"
+        else:
+            namespace = "AWS/SageMaker"
+            dims = {"EndpointName": str(target.endpoint_name), "VariantName": str(target.variant_name)}
+        # Demand from AWS's own Invocations (free to graph), as req/s like forescale's samples.
+        left: list[cw.IMetric] = [
+            cw.MathExpression(
+                expression="invocations / 60",
+                using_metrics={"invocations": minute_metric(namespace, "Invocations", dims)},
+                label="demand (req/s)",
+                period=Duration.minutes(1),
+            )
+        ]
+        if target.metrics:
+            left += [target_metric("ForecastRps", target.name), target_metric("ForecastUpperRps", target.name)]
         widgets: list[cw.IWidget] = [
             cw.GraphWidget(
-                title=f"{target.name}: demand vs forecast (req/s) vs capacity",
-                left=[demand, forecast, upper],
-                right=[capacity],
+                title=f"{target.name}: demand" + (" vs forecast" if target.metrics else "") + " (req/s)",
+                left=left,
                 width=16,
             )
         ]
         if target.kind.is_lambda and target.function_name:
-            dims = {"FunctionName": target.function_name}
-            if target.qualifier:
-                dims["Resource"] = f"{target.function_name}:{target.qualifier}"
             spill = minute_metric("AWS/Lambda", "ProvisionedConcurrencySpilloverInvocations", dims)
             throttles = minute_metric("AWS/Lambda", "Throttles", dims)
             widgets.append(
                 cw.GraphWidget(title=f"{target.name}: spill and throttles", left=[spill, throttles], width=8)
             )
-        elif target.endpoint_name and target.variant_name:
-            dims = {"EndpointName": target.endpoint_name, "VariantName": target.variant_name}
+        else:
             latency = minute_metric("AWS/SageMaker", "ModelLatency", dims, "p99")
             errors = minute_metric("AWS/SageMaker", "Invocation5XXErrors", dims)
             widgets.append(

@@ -36,7 +36,13 @@ FLEET_CONFIG: dict[str, Any] = {
     "kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
     "alarm_topic_arn": "arn:aws:sns:eu-west-1:123456789012:forescale-ops",
     "targets": [
-        {"name": "checkout", "kind": "lambda-provisioned", "function_name": "checkout", "qualifier": "live"},
+        {
+            "name": "checkout",
+            "kind": "lambda-provisioned",
+            "function_name": "checkout",
+            "qualifier": "live",
+            "metrics": True,  # opts in to per-target dashboard metrics
+        },
         {"name": "search", "kind": "lambda-reserved", "function_name": "search"},
         {
             "name": "llm",

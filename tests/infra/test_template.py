@@ -18,6 +18,7 @@ from forescale.runtime.settings import (
     ReactSettings,
     RightsizeSettings,
 )
+from forescale_infra.fanout import CYCLE_OUTPUT, FAILED_OUTPUT, SHARD_OUTPUT
 from tests.infra.conftest import Synth, Synthesis, resolve_name
 
 SETTINGS: dict[str, type[FunctionSettings]] = {
@@ -329,6 +330,10 @@ def test_many_targets_fan_out_across_shards_with_a_map_state(fleet: Synth) -> No
     assert "'shard_count': 3" in each["ItemSelector"] and "'time':" in each["ItemSelector"]
     shard_task = each["ItemProcessor"]["States"]["ForecastShard"]
     assert shard_task["Catch"][0]["Next"] == "ShardFailed"  # one failed shard does not stop the others
+    # Small payloads whatever the fleet: counts per shard, summed by the Map (Step Functions: 256 KB).
+    assert shard_task["Output"] == SHARD_OUTPUT and "models" not in shard_task["Output"]
+    assert each["ItemProcessor"]["States"]["ShardFailed"]["Output"] == FAILED_OUTPUT
+    assert each["Output"] == CYCLE_OUTPUT
     assert machine["Properties"]["TracingConfiguration"] == {"Enabled": True}
     assert machine["Properties"]["LoggingConfiguration"]["Level"] == "ALL"
     # the 5-minute schedule starts the state machine, with a DLQ and retries like every target
@@ -374,13 +379,29 @@ def test_alarms_notify_the_configured_topic(fleet: Synth) -> None:
 def test_dashboard_shows_each_declared_target(fleet: Synth) -> None:
     (dashboard,) = fleet.resources("AWS::CloudWatch::Dashboard").values()
     body = json.dumps(dashboard["Properties"]["DashboardBody"])
-    for target in ("checkout", "search", "llm"):
-        assert f"{target}: demand vs forecast (req/s) vs capacity" in body
-    for metric in ("DemandRps", "ForecastRps", "ForecastUpperRps", "Capacity"):
-        assert metric in body
+    # Every target's demand from AWS's own Invocations; the forecast only for the opted-in one.
+    assert "checkout: demand vs forecast (req/s)" in body
+    for target in ("search", "llm"):
+        assert f"{target}: demand (req/s)" in body
+    assert body.count('\\"ForecastRps\\"') == body.count('\\"ForecastUpperRps\\"') == 1
+    assert '\\"Capacity\\"' not in body  # never emitted: not plotted
     assert "ProvisionedConcurrencySpilloverInvocations" in body and "checkout:live" in body
     assert "Decisions" in body and "Errors" in body
     assert "{AWS/Lambda,FunctionName,Resource}" in body  # fleet-wide spill, discovered targets included
+
+
+def test_per_target_metrics_are_opt_in_and_each_plotted_one_is_emitted(fleet: Synth) -> None:
+    # A custom metric is $0.30 a month: only opted-in targets' are emitted (collect's TARGET_METRICS),
+    # and the dashboard plots no forescale per-target metric that collect does not emit.
+    from pathlib import Path
+
+    from forescale_infra.observability import TARGET_METRICS
+
+    collect_env = function_resource(fleet, "collect")["Properties"]["Environment"]["Variables"]
+    assert collect_env["TARGET_METRICS"] == "checkout"
+    handler = (Path(__file__).resolve().parents[2] / "functions" / "collect" / "handler.py").read_text()
+    assert all(f'"{m}"' in handler for m in TARGET_METRICS)
+    assert "Capacity" not in TARGET_METRICS
 
 
 def test_default_template_is_environment_agnostic(default: Synth) -> None:

@@ -159,9 +159,11 @@ def test_given_a_day_of_samples_when_forecast_runs_then_statsforecast_forecasts_
     put_minutes(aws, "checkout-api", rates)
     forecast = load_handler("forecast")
     result = forecast(scheduled_event(START + 1500 * 60, "forescale-forecast"), LambdaContextStub("forecast"))
-    assert result["refit"] == 1 and result["models"]["checkout-api"]
+    assert result["refit"] == 1 and result["deferred"] == 0 and result["events"] == 1
+    assert list(result["models"].values()) == [1]  # counts per model, not one entry per target
     stored = aws.store.get_forecast("checkout-api")
     assert stored is not None and stored.issued_at == START + 1500 * 60 and stored.covers(START + 1500 * 60)
+    assert stored.model
     (ready,) = [d for d in aws.router.drain() if d.detail_type == "forescale.ForecastReady" and d.function == "plan"]
     assert ready.ok
     blob, _, _ = aws.store.get_planner("checkout-api")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -162,16 +164,38 @@ def test_given_invocations_and_details_when_collected_then_each_minute_is_stored
     assert (result.samples_stored, result.missing_minutes, result.quiet_minutes) == (5, 0, 0)
 
 
-def test_given_a_lambda_minute_without_invocations_in_a_published_minute_then_it_is_stored_as_zero() -> None:
-    # CloudWatch omits zero-invocation minutes; the account heartbeat shows the minute was published.
+def test_given_an_idle_lambda_in_published_minutes_then_its_minutes_are_stored_as_zero() -> None:
+    # CloudWatch omits zero-invocation minutes; the account heartbeat shows the minutes were published,
+    # and the oldest minute of the window is read for the last time: final, so quiet, and so are the
+    # empty minutes after it.
     store = InMemoryStateStore()
     store.put_target(lam("a"))
     m = window_minutes()
-    fake = FakeMetrics({"a": {"requests": {m[0]: 120.0, m[1]: 60.0}}}, heartbeat={t: 5.0 for t in m})
+    fake = FakeMetrics({"a": {"requests": {}}}, heartbeat={t: 5.0 for t in m})
     result = service(store, fake).collect(NOW)
-    assert store.load_history("a", m[0], m[-1] + 60).rates == [2.0, 1.0, 0.0, 0.0, 0.0]
-    assert result.quiet_minutes == 3
+    assert store.load_history("a", m[0], m[-1] + 60).rates == [0.0] * 5
+    assert result.quiet_minutes == 5
     assert result.missing_targets == ()
+
+
+def test_given_empty_published_minutes_after_traffic_then_they_are_missing_until_their_last_read() -> None:
+    # Issue 15 item 4: the target's own datapoints may arrive minutes after the heartbeat's. An empty
+    # minute after traffic is not final: missing (plan holds), then zero only if still empty when
+    # it is the oldest minute of the window.
+    store = InMemoryStateStore()
+    store.put_target(lam("a"))
+    m = window_minutes()
+    beats = {t: 5.0 for t in range(m[0], m[-1] + 4 * 60, 60)}
+    fake = FakeMetrics({"a": {"requests": {m[0]: 120.0, m[1]: 60.0}}}, heartbeat=beats)
+    svc = service(store, fake)
+    first = svc.collect(NOW)
+    assert store.load_history("a", m[0], m[-1] + 60).rates == [2.0, 1.0, None, None, None]
+    assert (first.quiet_minutes, first.missing_targets) == (0, ("a",))
+    svc.collect(NOW + 60)  # m[1] is final now; m[2] still is not
+    assert store.load_history("a", m[0], m[-1] + 60).rates == [2.0, 1.0, None, None, None]
+    third = svc.collect(NOW + 120)  # m[2] is read for the last time: still empty, so quiet
+    assert store.load_history("a", m[0], m[-1] + 180).rates == [2.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    assert third.missing_targets == ()
 
 
 def test_given_minutes_not_yet_published_anywhere_then_they_are_missing_not_zero() -> None:
@@ -183,9 +207,9 @@ def test_given_minutes_not_yet_published_anywhere_then_they_are_missing_not_zero
     fake = FakeMetrics({"a": {"requests": {m[0]: 60.0}}, "b": {"requests": {m[2]: 30.0}}}, heartbeat={})
     pub = RecordingPublisher()
     result = service(store, fake, pub).collect(NOW)
-    assert store.load_history("a", m[0], m[-1] + 60).rates == [1.0, 0.0, 0.0, None, None]
+    assert store.load_history("a", m[0], m[-1] + 60).rates == [1.0, None, None, None, None]
     assert store.load_history("b", m[0], m[-1] + 60).rates == [0.0, 0.0, 0.5, None, None]
-    assert result.missing_minutes == 4
+    assert result.missing_minutes == 6
     assert result.missing_targets == ("a", "b")
     (collected,) = events(pub, "forescale.SamplesCollected")
     assert collected == SamplesCollectedDetail(period_start=m[-1], targets=("a", "b"), missing=("a", "b"))
@@ -217,15 +241,15 @@ def test_given_a_sagemaker_variant_with_gpu_but_no_invocations_then_the_minute_i
     fake = FakeMetrics(
         {
             "ep": {
-                "requests": {m[0]: 600.0},
-                "latency_ms": {m[0]: 12.5},
+                "requests": {},
+                "latency_ms": {},
                 "gpu_utilization": {t: 7.0 for t in m[:4]},  # instance metrics stop at m[3]: m[4] unpublished
             }
         }
     )
     result = service(store, fake).collect(NOW)
-    assert store.load_history("ep", m[0], m[-1] + 60).rates == [10.0, 0.0, 0.0, 0.0, None]
-    assert store.load_metric("ep", "latency_ms", m[0], m[-1] + 60) == [12.5, None, None, None, None]
+    assert store.load_history("ep", m[0], m[-1] + 60).rates == [0.0, 0.0, 0.0, 0.0, None]
+    assert store.load_metric("ep", "latency_ms", m[0], m[-1] + 60) == [None] * 5
     assert store.load_metric("ep", "gpu_utilization", m[0], m[-1] + 60) == [7.0, 7.0, 7.0, 7.0, None]
     assert result.missing_targets == ("ep",)
 
@@ -612,3 +636,90 @@ def test_given_rotating_detail_then_every_target_gets_detail_once_per_cycle_and_
                 seen[q.target] = seen.get(q.target, 0) + 1
     assert seen == {c.name: 1 for c in cfgs}
     assert -(-worst // MAX_QUERIES_PER_CALL) <= 3, worst
+
+
+class LateMetrics(FakeMetrics):
+    """A steady Lambda whose Invocations datapoints reach CloudWatch `late_s` after their minute ends,
+    while the account heartbeat is on time: what the issue-15 audit saw (3+ minutes late)."""
+
+    def __init__(self, name: str, requests_per_minute: float, late_s: int) -> None:
+        super().__init__()
+        self.name, self.per_minute, self.late_s, self.now = name, requests_per_minute, late_s, 0
+
+    def read(self, targets: Sequence[TargetConfig], start: int, end: int) -> MetricsWindow:
+        arrived = [t for t in range(start, end, 60) if t + 60 + self.late_s <= self.now]
+        self.points = {self.name: {"requests": dict.fromkeys(arrived, self.per_minute)}}
+        self.heartbeat = {t: 1.0 for t in range(start, end, 60) if t + 60 <= self.now}
+        return super().read(targets, start, end)
+
+
+@pytest.mark.parametrize("late_s", [0, 200, 240])
+def test_given_datapoints_arriving_late_under_steady_demand_then_plan_never_scales_in(late_s: int) -> None:
+    # Issue 15 item 4, as audited: production defaults (METRIC_DELAY_S=120, 5 re-read minutes), a
+    # steady 90 req/s whose datapoints come 3+ minutes late. Each newest minute used to be stored as
+    # zero (the heartbeat said "published") and plan read it once: capacity went 32 -> 1.
+    from forescale.runtime.models import Mode
+    from forescale.runtime.plan import PlanService
+
+    store, bus = InMemoryStateStore(), RecordingPublisher()
+    cfg = lam("api").model_copy(update={"mode": Mode.DRY_RUN, "duration_s": 0.3, "min_capacity": 1})
+    store.put_target(cfg)
+    start = NOW - NOW % 3600
+    # An hour of on-time history at 90 req/s: the planner sizes for it.
+    store.put_samples(
+        [DemandSampleDetail(target="api", timestamp=start - 3600 + 60 * i, requests=90 * 60) for i in range(60)],
+        ttl_s=86_400,
+    )
+    plans = PlanService(store, bus, warmup_s=3600)
+    metrics = LateMetrics("api", 90 * 60, 0)
+    collect = CollectService(store, metrics, RecordingPublisher(), sample_ttl_s=86_400, metric_delay_s=120)
+    capacities: list[int] = []
+    for k in range(60):
+        now = start + 60 * k + 17
+        metrics.now = now
+        metrics.late_s = 0 if k < 5 else late_s  # on time for 5 minutes, then late
+        result = collect.collect(now)
+        plans.plan(["api"], result.period_start + 60)
+        capacities.append(store.list_decisions("api", limit=1)[0].capacity)
+    # Every minute is corrected in the end: the stored history is the true 90 req/s.
+    assert store.load_history("api", start, start + 50 * 60).rates == [90.0] * 50
+    held = capacities[4]  # sized from on-time data
+    assert held >= 30
+    assert min(capacities) == held, f"capacity fell on late datapoints: {capacities}"
+
+
+def test_given_polling_every_5_minutes_then_each_target_is_read_once_in_5_runs_and_every_minute_is_stored() -> None:
+    # GetMetricData bills per metric requested: a target read every 5 minutes, 5 minutes at a time,
+    # costs a fifth. Each run reads an even share of the fleet, and plan is told only of those.
+    store = InMemoryStateStore()
+    names = [f"fn{i:02d}" for i in range(40)]
+    for n in names:
+        store.put_target(lam(n))
+    base = NOW - NOW % 3600
+    minutes = range(base - 3600, base + 3600, 60)
+    fake = FakeMetrics({n: {"requests": dict.fromkeys(minutes, 60.0)} for n in names}, heartbeat={})
+    pub = RecordingPublisher()
+    svc = CollectService(store, fake, pub, sample_ttl_s=86_400, metric_delay_s=DELAY, poll_every_minutes=5)
+    for k in range(15):
+        svc.collect(base + 60 * k + 17)
+    reads = Counter(n for names_read, _, _ in fake.reads for n in names_read)
+    assert set(reads.values()) == {3}  # 15 runs, every target read 3 times
+    assert min(len(r[0]) for r in fake.reads) >= 2  # spread over the runs, not all in one
+    assert {end - start for _, start, end in fake.reads} == {(5 + 5 - 1) * 60}
+    first_end = (base + 17 - DELAY) // 60 * 60
+    for n in names:  # from its first poll on, every minute of every target is stored, none twice-missed
+        rates = store.load_history(n, first_end, first_end + 10 * 60).rates
+        assert rates == [1.0] * 10, n
+    told = [set(d.targets) for kind, d in pub.published if kind == "forescale.SamplesCollected"]  # type: ignore[attr-defined]
+    assert all(t == set(r[0]) for t, r in zip(told, fake.reads, strict=True))
+
+
+def test_given_polling_then_every_target_still_gets_its_detail_metrics_on_the_rotation() -> None:
+    cw = CloudWatchMetrics.rotating(cloudwatch(), 60, poll_every=5)
+    targets = [lam(f"fn{i:03d}") for i in range(200)]
+    detail_reads: Counter[str] = Counter()
+    for k in range(12):  # an hour of polls per target (each target's window start moves 5 minutes a poll)
+        for t in targets:
+            start = NOW - NOW % 3600 + 300 * k + 60 * (zlib.crc32(t.name.encode()) % 5)
+            detail_reads[t.name] += int(cw.reads_detail(t.name, start))
+    assert set(detail_reads.values()) == {1}  # once an hour each, whatever the poll phase

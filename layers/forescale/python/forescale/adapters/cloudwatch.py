@@ -183,9 +183,10 @@ class CloudWatchMetrics:
         sagemaker_metrics: Sequence[MetricSpec] = SAGEMAKER_METRICS,
         heartbeat: bool = True,
         detail_every: int = 1,
+        poll_every: int = 1,
     ) -> None:
-        if detail_every < 1:
-            raise ValueError(f"detail_every must be >= 1 (minutes), got {detail_every}")
+        if detail_every < 1 or poll_every < 1:
+            raise ValueError(f"detail_every and poll_every must be >= 1 (minutes), got {detail_every}, {poll_every}")
         for name, specs in (("lambda_metrics", lambda_metrics), ("sagemaker_metrics", sagemaker_metrics)):
             fields = [s.field for s in specs]
             if "requests" not in fields:
@@ -202,7 +203,10 @@ class CloudWatchMetrics:
         # concurrency, latency, GPU, ...) for a rotating 1/detail_every of the targets, so 1,000
         # targets fit 3 GetMetricData calls a minute and each target's detail is still read every
         # `detail_every` minutes (over the whole re-read window).
-        self._detail_every = detail_every
+        # Polled every `poll_every` minutes, a target's reads advance the rotation by one each, so the
+        # rotation counts reads (detail every `detail_every` minutes, rounded to whole polls).
+        self._poll_every = poll_every
+        self._detail_every = max(1, detail_every // poll_every)
         self.calls = 0
         self.queries = 0
 
@@ -212,15 +216,16 @@ class CloudWatchMetrics:
         return cls(client, LAMBDA_METRICS[:1], SAGEMAKER_METRICS[:1])
 
     @classmethod
-    def rotating(cls, client: CloudWatchClient, detail_every: int = 15) -> CloudWatchMetrics:
-        """Invocations for all targets each minute, the other metrics for a rotating share (see __init__)."""
-        return cls(client, detail_every=detail_every)
+    def rotating(cls, client: CloudWatchClient, detail_every: int = 15, poll_every: int = 1) -> CloudWatchMetrics:
+        """Invocations for all targets each read, the other metrics for a rotating share (see __init__)."""
+        return cls(client, detail_every=detail_every, poll_every=poll_every)
 
     def reads_detail(self, name: str, minute: int) -> bool:
         """Whether a read whose window starts at epoch second `minute` fetches `name`'s detail metrics."""
         if self._detail_every == 1:
             return True
-        return zlib.crc32(name.encode()) % self._detail_every == (minute // PERIOD_S) % self._detail_every
+        read_index = minute // (PERIOD_S * self._poll_every)
+        return zlib.crc32(name.encode()) % self._detail_every == read_index % self._detail_every
 
     def plan_queries(self, targets: Sequence[TargetConfig], minute: int = 0) -> list[_Query]:
         """Every query a read of `targets` sends, with ids that map back to (target, metric)."""

@@ -122,6 +122,12 @@ class StateStore(ABC):
     def put_samples(self, samples: Sequence[DemandSampleDetail], ttl_s: int) -> None:
         """Store one-minute samples (rate = requests / period). A later write for a minute overwrites."""
 
+    def merge_samples(self, samples: Sequence[DemandSampleDetail], ttl_s: int) -> None:
+        """`put_samples` for many targets at once (collect's minute): the same result, in fewer, batched
+        writes where the store has them. Samples pushed for the same target-hour in the same instant
+        may be lost (a target takes its demand from one source)."""
+        self.put_samples(samples, ttl_s)
+
     @abstractmethod
     def import_samples(self, samples: Sequence[DemandSampleDetail], ttl_s: int) -> None:
         """Backfill history: store whole target-hours, replacing whatever those hours held. For importing
@@ -576,11 +582,29 @@ class DynamoStateStore(StateStore):
     def import_samples(self, samples: Sequence[DemandSampleDetail], ttl_s: int) -> None:
         # Whole hour items by BatchWriteItem, 25 to a call: a fraction of the calls and of the work
         # (DynamoDB's and moto's) of one UpdateItem per hour with 60 minutes of SET clauses.
+        self._put_hours(_hour_fields(samples), ttl_s)
+
+    def merge_samples(self, samples: Sequence[DemandSampleDetail], ttl_s: int) -> None:
+        # Read the touched hour items (BatchGetItem, 100 a call), merge the minutes in, and write the
+        # whole items back (BatchWriteItem, 25 a call): 2 calls per 25 target-hours instead of one
+        # UpdateItem each. Write units are the same (an UpdateItem is billed on the whole item too).
+        per_item = _hour_fields(samples)
+        keys = [(f"TARGET#{target}", f"SAMPLES#{hour:010d}") for target, hour in per_item]
+        stored = self._batch_get(keys)
+        merged: dict[tuple[str, int], dict[str, Any]] = {}
+        for (target, hour), fields in per_item.items():
+            old = stored.get((f"TARGET#{target}", f"SAMPLES#{hour:010d}"), {})
+            keep = {k: v for k, v in old.items() if k not in ("PK", "SK", "expiration")}
+            merged[(target, hour)] = keep | fields
+        self._put_hours(merged, ttl_s)
+
+    def _put_hours(self, per_item: dict[tuple[str, int], dict[str, Any]], ttl_s: int) -> None:
+        """Write whole target-hour sample items with BatchWriteItem, resending unprocessed ones with back-off."""
         items = [
             _item(
                 {"PK": f"TARGET#{target}", "SK": f"SAMPLES#{hour:010d}", "expiration": hour + HOUR_S + ttl_s} | fields
             )
-            for (target, hour), fields in _hour_fields(samples).items()
+            for (target, hour), fields in per_item.items()
         ]
         for i in range(0, len(items), BATCH_WRITE_MAX):
             pending: dict[str, Any] = {

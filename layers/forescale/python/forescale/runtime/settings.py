@@ -35,6 +35,8 @@ class CollectSettings(FunctionSettings):
     DETAIL_EVERY_MINUTES: PositiveInt = 15  # duration/concurrency/latency/GPU per target every N minutes
     REREAD_MINUTES: PositiveInt = 5  # re-read this many recent minutes: CloudWatch corrects late datapoints
     METRIC_DELAY_S: int = Field(default=120, ge=0, description="CloudWatch publishes a minute late; read this far back")
+    TARGET_METRICS: str = ""  # comma-separated targets whose per-target dashboard metrics are emitted (opt-in)
+    POLL_EVERY_MINUTES: PositiveInt = 1  # read each target every N minutes (N minutes at a time): price / N
     TAG_DISCOVERY: bool = False  # also manage resources tagged forescale:managed=true (Resource Groups Tagging API)
     DEFAULT_MODE: Literal["dry-run", "active"] = "dry-run"  # mode of a target registered by tag discovery
 
@@ -43,6 +45,11 @@ class ForecastSettings(FunctionSettings):
     HISTORY_DAYS: PositiveInt = 14
     HORIZON_S: PositiveInt = 86_400
     SHARD_COUNT: PositiveInt = 1
+    # Fleet scale (runtime/forecast.py). The defaults keep replay's refit moments (the demo equals
+    # replay); the stack staggers daily refits over the day and lists targets every 15 minutes.
+    REFIT_SPREAD_S: int = Field(default=0, ge=0, le=86_400, description="spread daily refits by name over this")
+    MAX_REFITS_PER_RUN: PositiveInt = 2000  # more wait for the next cycle (so does whatever the time left allows)
+    LIST_TARGETS_EVERY_S: int = Field(default=0, ge=0, description="list registered targets at most this often")
 
 
 class PlanSettings(FunctionSettings):
