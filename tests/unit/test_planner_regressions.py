@@ -86,8 +86,17 @@ GPU30 = replace(GPU, max_capacity=30)
     [
         pytest.param("predictive", FN300, [math.inf], None, 300, id="given-an-infinite-rate-then-the-ceiling"),
         pytest.param("predictive", FN300, [HUGE], None, 300, id="given-the-largest-float-then-no-overflow-to-inf"),
+        # Calm capacity holds the scale-in for `hold_steps` (3) steps; the drop is still scored (no log(0)).
         pytest.param(
-            "predictive", FN300, [8.98846567431158e307, 0.0], None, 0, id="given-a-huge-rate-then-a-drop-then-no-log-0"
+            "predictive", FN300, [8.98846567431158e307, 0.0], None, 300, id="given-a-huge-rate-then-a-drop-then-no-log-0"
+        ),
+        pytest.param(
+            "predictive",
+            FN300,
+            [8.98846567431158e307, 0.0, 0.0, 0.0],
+            None,
+            0,
+            id="given-a-huge-rate-then-three-steps-of-nothing-then-scaled-in",
         ),
         pytest.param("reactive", GPU30, [HUGE], None, 30, id="given-the-largest-float-times-headroom-then-ceiling"),
         pytest.param("static", FN300, [HUGE, 1.0], None, 300, id="given-a-huge-peak-kept-by-static-then-the-ceiling"),
