@@ -12,7 +12,7 @@ from forescale.adapters.state import InMemoryStateStore
 from forescale.domain.planner import Planner
 from forescale.replay.workload import generate
 from forescale.runtime.forecast import ForecastService
-from forescale.runtime.models import AppliedState, DemandSampleDetail
+from forescale.runtime.models import AppliedState
 from forescale.runtime.plan import (
     CHECKPOINT_EVERY_STEPS,
     MAX_JOURNAL_STEPS,
@@ -20,7 +20,7 @@ from forescale.runtime.plan import (
     PlanService,
     decode_journal,
 )
-from tests.unit.test_plan_service import START, StepForecaster, lambda_target, samples
+from tests.unit.test_plan_service import START, StepForecaster, lambda_target, put_step, samples
 
 
 def _run(cold_every: int | None, names: list[str], days: float = 1.15) -> tuple[list[tuple[int, str, int]], int]:
@@ -38,13 +38,7 @@ def _run(cold_every: int | None, names: list[str], days: float = 1.15) -> tuple[
     for i in range(trace.steps):
         now = trace.time(i)
         if i:
-            store.put_samples(
-                [
-                    DemandSampleDetail(target=n, timestamp=trace.time(i - 1), requests=trace.targets[n].requests[i - 1])
-                    for n in names
-                ],
-                ttl_s=86_400,
-            )
+            put_step(store, trace, names, i - 1)
         forecasts.run(now)
         if cold_every and i % cold_every == 0:
             replayed += sum(len(decode_journal(store.get_planner_record(n).journal)) for n in names)

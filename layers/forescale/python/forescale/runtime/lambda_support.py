@@ -134,7 +134,8 @@ def planner_cache(settings: FunctionSettings) -> PlannerCache:
     from forescale.runtime.plan import PlannerCache
 
     if settings.TABLE_NAME not in _planner_caches:
-        _planner_caches[settings.TABLE_NAME] = PlannerCache()
+        memory_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0") or 0)
+        _planner_caches[settings.TABLE_NAME] = PlannerCache.for_memory(memory_mb) if memory_mb else PlannerCache()
     return _planner_caches[settings.TABLE_NAME]
 
 

@@ -58,7 +58,9 @@ BATCH_TARGETS = 33  # 3 items per target: one BatchGetItem (100 keys) per 33 tar
 CHECKPOINT_EVERY_STEPS = 60  # a planner's snapshot is written about once an hour, staggered by name
 MAX_JOURNAL_STEPS = 90  # ... and at the latest after this many steps (a missed stagger minute)
 MAX_JOURNAL_RATES = 15  # a step that fed more minutes than this (a catch-up) is checkpointed
-PLANNER_CACHE_MAX = 400  # planners a warm process keeps (about 0.25 MB each; see tests/bench/plan_units.py)
+PLANNER_CACHE_MAX = 200  # planners a warm process keeps by default
+PLANNER_MB = 1.0  # memory one held planner takes, rounded up (0.7-0.9 MB measured: tests/bench/plan_units.py)
+PLANNER_CACHE_SHARE = 0.4  # of the function's memory; the rest is for the batch being planned and the runtime
 
 
 @dataclass(slots=True)
@@ -189,6 +191,11 @@ class PlannerCache:
     def __init__(self, max_planners: int = PLANNER_CACHE_MAX) -> None:
         self.max_planners = max_planners
         self._held: dict[str, tuple[tuple[int, str, int], Planner, list[StepRecord]]] = {}
+
+    @classmethod
+    def for_memory(cls, memory_mb: int) -> PlannerCache:
+        """A cache sized to a share of the function's memory (MB)."""
+        return cls(max(0, int(memory_mb * PLANNER_CACHE_SHARE / PLANNER_MB)))
 
     def take(self, name: str, key: tuple[int, str, int]) -> tuple[Planner, list[StepRecord]] | None:
         got = self._held.pop(name, None)
