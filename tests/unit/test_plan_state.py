@@ -164,3 +164,13 @@ def test_the_planner_cache_is_bounded_and_keeps_a_fixed_share() -> None:
     assert len(cache) == 2 and cache.take("c", (1, "t", 1)) is None
     assert cache.take("a", (2, "t", 1)) is None  # another version: not used, and dropped
     assert cache.take("a", (1, "t", 1)) is None and cache.take("b", (1, "t", 1)) is not None
+
+
+def test_given_a_lost_checkpoint_then_the_target_is_planned_fresh_and_named_not_skipped_forever() -> None:
+    store, bus = InMemoryStateStore(), RecordingPublisher()
+    store.put_target(lambda_target())
+    store.put_samples(samples("api", [40.0] * 40), ttl_s=86_400)
+    PlanService(store, bus, warmup_s=3600).plan(["api"], START + 60 * 30)
+    del store.checkpoints["api"]  # the hot record says version 1; its checkpoint is gone
+    summary = PlanService(store, bus, warmup_s=3600).plan(["api"], START + 60 * 31)
+    assert summary.snapshot_errors == ["api"] and summary.decided == 1 and not summary.conflicts

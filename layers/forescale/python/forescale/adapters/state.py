@@ -127,15 +127,9 @@ class StateStore(ABC):
             for n in names
         }
 
-    def get_checkpoints(self, wanted: dict[str, int]) -> dict[str, bytes]:
-        """The checkpoint blob of each target whose stored checkpoint is at the version given
-        (a target missing from the answer has none at that version: a race, or it was lost)."""
-        out: dict[str, bytes] = {}
-        for n, version in wanted.items():
-            got = self.get_checkpoint(n)
-            if got is not None and got[1] == version:
-                out[n] = got[0]
-        return out
+    def get_checkpoints(self, names: Sequence[str]) -> dict[str, tuple[bytes, int]]:
+        """`get_checkpoint` of many targets at once; a target without one is left out."""
+        return {n: got for n in names if (got := self.get_checkpoint(n)) is not None}
 
     def forecast_metas(self, names: Sequence[str]) -> dict[str, tuple[int | None, int | None]]:
         """`forecast_meta` of many targets at once."""
@@ -286,7 +280,10 @@ class ForecastCache:
         cached = self._cache.get(name)
         if cached is not None and cached.issued_at == issued:
             return cached
-        return self._store.get_forecast_at(name, issued)
+        forecast = self._store.get_forecast_at(name, issued)
+        if forecast is not None and (cached is None or forecast.issued_at > cached.issued_at):
+            self._cache[name] = forecast
+        return forecast
 
 
 # ---------------------------------------------------------------- codecs shared by both stores
@@ -565,14 +562,13 @@ class DynamoStateStore(StateStore):
             )
         return out
 
-    def get_checkpoints(self, wanted: dict[str, int]) -> dict[str, bytes]:
-        items = self._batch_get([(f"TARGET#{n}", CHECKPOINT_SK) for n in wanted])
-        out: dict[str, bytes] = {}
-        for n, version in wanted.items():
-            item = items.get((f"TARGET#{n}", CHECKPOINT_SK))
-            if item is not None and int(item["version"]) == version:
-                out[n] = item["blob"]
-        return out
+    def get_checkpoints(self, names: Sequence[str]) -> dict[str, tuple[bytes, int]]:
+        items = self._batch_get([(f"TARGET#{n}", CHECKPOINT_SK) for n in names])
+        return {
+            n: (item["blob"], int(item["version"]))
+            for n in names
+            if (item := items.get((f"TARGET#{n}", CHECKPOINT_SK))) is not None
+        }
 
     def recent_histories(self, spans: dict[str, tuple[int, int]]) -> dict[str, SeriesHistory]:
         # Short spans (the usual minute or two) come from their hour items in one batched read.

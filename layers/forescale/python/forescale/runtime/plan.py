@@ -244,11 +244,19 @@ def restore_planner(
     rec = store.get_planner_record(cfg.name)
     blob = rec.legacy_snapshot
     if blob is None and rec.checkpoint_version:
-        blob = store.get_checkpoints({cfg.name: rec.checkpoint_version}).get(cfg.name)
-        if blob is None:
-            raise ConflictError(f"planner checkpoint of {cfg.name} changed while it was read")
+        blob = checkpoint_of(cfg.name, rec, store.get_checkpoint(cfg.name))
     got = restore_from(cfg, rec, blob, step_now, warmup_s, ForecastCache(store), lambda: store.get_state(cfg.name))
     return got.planner, got.version, got.observed_until, got.fresh
+
+
+def checkpoint_of(name: str, rec: PlannerRecord, stored: tuple[bytes, int] | None) -> bytes | None:
+    """The checkpoint `rec` builds on: None if it is lost; ConflictError if another run has since
+    written a newer one (the record and the checkpoint were read on either side of its write)."""
+    if stored is None:
+        return None
+    if stored[1] != rec.checkpoint_version:
+        raise ConflictError(f"planner checkpoint of {name} changed while it was read")
+    return stored[0]
 
 
 def restore_from(
@@ -380,12 +388,12 @@ class PlanService:
             hit = self._planners.take(n, _cache_key(got.planner, got.config))
             if hit is not None:
                 held[n] = hit
-        wanted = {
-            n: got.planner.checkpoint_version
+        wanted = [
+            n
             for n, got in known.items()
             if n not in held and got.planner.checkpoint_version and got.planner.legacy_snapshot is None
-        }
-        blobs = self.store.get_checkpoints(wanted) if wanted else {}
+        ]
+        stored = self.store.get_checkpoints(wanted) if wanted else {}
         restored: dict[str, Restored] = {}
         for n, got in known.items():
             assert got.config is not None  # nosec B101
@@ -396,11 +404,8 @@ class PlanService:
                     planner, rec.version, rec.observed_until, False, journal, rec.checkpoint_version, rec.token
                 )
                 continue
-            if n in wanted and n not in blobs:
-                summary.conflicts += 1  # the checkpoint moved on since the record was read: another run's step
-                continue
             try:
-                blob = rec.legacy_snapshot if rec.legacy_snapshot is not None else blobs.get(n)
+                blob = rec.legacy_snapshot if rec.legacy_snapshot is not None else checkpoint_of(n, rec, stored.get(n))
                 restored[n] = restore_from(
                     got.config,
                     rec,
@@ -411,6 +416,9 @@ class PlanService:
                     lambda got=got: got.state,  # type: ignore[misc]
                     summary.snapshot_errors,
                 )
+            except ConflictError:
+                summary.conflicts += 1  # another run wrote this target's planner meanwhile: its step stands
+                continue
             except Exception as exc:  # one target's failure must not stop the others
                 self._failed(n, "restore", exc, summary)
                 continue
@@ -511,6 +519,8 @@ class PlanService:
                 summary.forecasts_loaded += 1
                 apply_step(planner, StepRecord(step_now, first_ts, rates, issued, False), forecast)
                 self._store(cfg, r, [], step_now, checkpoint=True, summary=summary)
+            elif not rates:
+                self._planners.keep(cfg.name, (r.version, r.token, cfg.version), planner, r.journal)  # unchanged
             return None
         state = got.state
         drift = self._not_in_effect(cfg, planner, state, step_now)
