@@ -251,37 +251,42 @@ def main() -> None:
         month = (reads * READ_PRICE + writes * WRITE_PRICE) * MINUTES_PER_MONTH
         print(f"DynamoDB for plan: ${month:.3f} per target-month")
 
-        # Memory: a cold process (nothing held) planning every target once.
-        for batch in (None, args.batch):
-            try:
-                cold = PlanService(store, bus) if batch is None else PlanService(store, bus, batch_targets=batch)  # type: ignore[call-arg]
-            except TypeError:
-                continue  # the code before batches has no batch size
-            k = args.minutes + 1 + (1 if batch else 0)
-            store.put_samples([sample(n, history_min + k - 1) for n in names], ttl_s=86_400)
-            tracemalloc.start()
-            cold.plan(names, start + 60 * k)
-            _, peak = tracemalloc.get_traced_memory()
-            tracemalloc.stop()
-            label = f"batches of {batch}" if batch else "default batching"
-            mb = peak / 2**20
-            print(
-                f"cold plan of {args.targets} targets ({label}): peak {mb:.1f} MB traced, "
-                f"{mb / args.targets:.2f} MB/target"
-            )
-        if hasattr(plans, "_planners"):
-            tracemalloc.start()
-            keep = PlanService(store, bus)
-            k = args.minutes + 3
-            store.put_samples([sample(n, history_min + k - 1) for n in names], ttl_s=86_400)
-            keep.plan(names, start + 60 * k)
-            held_mb = tracemalloc.get_traced_memory()[0] / 2**20
-            tracemalloc.stop()
-            count = len(keep._planners)
-            print(
-                f"a warm process holding {count} planners: {held_mb:.1f} MB retained, "
-                f"{held_mb / max(1, count):.2f} MB each"
-            )
+        memory(mem, names, sample, history_min, args.batch)
+
+
+def memory(mem: InMemoryStateStore, names: list[str], sample: Any, history_min: int, batch: int) -> None:
+    """Peak memory (tracemalloc) of a cold plan process planning every target once, on the in-memory
+    store (so that moto's own allocations are not counted): all at once, then in batches."""
+    bus = RecordingPublisher()
+    for k, size in enumerate((len(names), batch)):
+        try:
+            cold = PlanService(mem, bus, batch_targets=size)  # type: ignore[call-arg]
+        except TypeError:
+            if size != len(names):
+                continue  # the code before batches restores every target before deciding any
+            cold = PlanService(mem, bus)
+        mem.put_samples([sample(n, history_min + k - 1) for n in names], ttl_s=86_400)
+        tracemalloc.start()
+        cold.plan(names, TRACE_START + 60 * (history_min + k))
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        mb = peak / 2**20
+        label = "all at once" if size == len(names) else f"batches of {size}"
+        print(f"cold plan of {len(names)} targets ({label}): peak {mb:.1f} MB traced, {mb / len(names):.2f} MB/target")
+    planners = getattr(cold, "_planners", None)
+    if planners is not None:
+        # What a warm process keeps between invocations: the planners it holds.
+        tracemalloc.start()
+        keep = PlanService(mem, bus)
+        k = 2
+        mem.put_samples([sample(n, history_min + k - 1) for n in names], ttl_s=86_400)
+        keep.plan(names, TRACE_START + 60 * (history_min + k))
+        held_mb = tracemalloc.get_traced_memory()[0] / 2**20
+        tracemalloc.stop()
+        count = len(keep._planners)  # type: ignore[attr-defined]
+        print(
+            f"a warm process holding {count} planners: {held_mb:.1f} MB retained, {held_mb / max(1, count):.2f} MB each"
+        )
 
 
 def _by_kind(units: dict[str, float], target_minutes: int) -> str:
