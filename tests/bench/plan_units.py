@@ -42,6 +42,11 @@ from forescale.runtime.forecast import ForecastService
 from forescale.runtime.models import DemandSampleDetail, TargetConfig
 from forescale.runtime.plan import PlanService, restore_planner
 
+try:
+    from forescale.runtime.plan import PlannerCache
+except ImportError:  # the code before the hot/cold split
+    PlannerCache = None  # type: ignore[assignment,misc]
+
 TABLE = "forescale-bench"
 WRITE_PRICE = 0.625e-6
 READ_PRICE = 0.125e-6
@@ -194,6 +199,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=int, default=60)
     parser.add_argument("--warm-days", type=float, default=1.0, help="days each planner has run before the bench")
     parser.add_argument("--batch", type=int, default=5, help="targets per batch for the memory figure")
+    parser.add_argument("--memory-only", action="store_true", help="skip the DynamoDB units (no moto)")
     args = parser.parse_args()
     print(f"forescale from {forescale.__file__}")
 
@@ -209,6 +215,9 @@ def main() -> None:
         return DemandSampleDetail(target=n, timestamp=trace.time(i), requests=series[n].requests[i])
 
     mem = warmed_up(names, sample, history_min, warm_min)
+    if args.memory_only:
+        memory(mem, names, sample, history_min, args.batch)
+        return
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         raw = boto3.client("dynamodb", region_name="us-east-1")
@@ -260,8 +269,9 @@ def memory(mem: InMemoryStateStore, names: list[str], sample: Any, history_min: 
     bus = RecordingPublisher()
     for k, size in enumerate((len(names), batch)):
         try:
-            cold = PlanService(mem, bus, batch_targets=size)  # type: ignore[call-arg]
-        except TypeError:
+            # Nothing held between batches (an empty cache), so the peak is what one batch needs.
+            cold = PlanService(mem, bus, batch_targets=size, planners=PlannerCache(0))  # type: ignore[call-arg]
+        except (TypeError, NameError):
             if size != len(names):
                 continue  # the code before batches restores every target before deciding any
             cold = PlanService(mem, bus)
