@@ -137,13 +137,19 @@ class Meter:
             new = self._old_size(params["TableName"], params["Key"])
             self.writes[kind] += max(1, math.ceil(max(old, new) / 1024))
         elif op == "GetItem":
-            self.reads[_kind(params["Key"])] += max(1, math.ceil(item_size(parsed.get("Item")) / 4096))
+            size = item_size(parsed.get("Item"))
+            if parsed.get("Item") and "ProjectionExpression" in params:
+                size = self._old_size(params["TableName"], params["Key"])  # billed on the whole item
+            self.reads[_kind(params["Key"])] += max(1, math.ceil(size / 4096))
         elif op == "BatchGetItem":
             for table, request in params["RequestItems"].items():
                 found = {(i["PK"]["S"], i["SK"]["S"]): i for i in parsed.get("Responses", {}).get(table, [])}
                 for key in request["Keys"]:
                     item = found.get((key["PK"]["S"], key["SK"]["S"]))
-                    self.reads[_kind(key)] += max(1, math.ceil(item_size(item) / 4096))
+                    size = item_size(item)
+                    if item is not None and "ProjectionExpression" in request:
+                        size = self._old_size(table, key)  # a projection does not reduce what is billed
+                    self.reads[_kind(key)] += max(1, math.ceil(size / 4096))
         elif op == "Query":
             items = parsed.get("Items", [])
             kind = _kind(items[0]) if items else "query"
