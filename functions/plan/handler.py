@@ -22,6 +22,7 @@ def build_service(settings: PlanSettings) -> PlanService:
         lambda_support.publisher(settings),
         settings.HISTORY_WARMUP_S,
         forecasts=lambda_support.forecast_cache(settings),
+        planners=lambda_support.planner_cache(settings),
     )
 
 
@@ -50,6 +51,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "unknown_targets": summary.unknown_targets,
             "reasserted": summary.reasserted,
             "decisions": [r.decision_id for r in summary.records],
+            "failed": summary.failed,
+            "bad_samples": summary.bad_samples,
+            "snapshot_errors": summary.snapshot_errors,
+            "checkpoints": summary.checkpoints,
+            "restored": summary.restored,
         }
 
     result = lambda_support.once(settings, "plan", parsed.id, run, context)
@@ -60,5 +66,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if result.get("reasserted"):  # a plan AWS did not have (not applied, or changed behind forescale's back)
         logger.warning("plan not in effect; asserted again", extra={"targets": result["reasserted"]})
         metrics.add_metric(name="PlansReasserted", unit=MetricUnit.Count, value=len(result["reasserted"]))
+    # Each one is logged by name where it happened; these count them for alarms.
+    for metric, key in (("PlanErrors", "failed"), ("BadSamples", "bad_samples"), ("SnapshotErrors", "snapshot_errors")):
+        if result.get(key):
+            metrics.add_metric(name=metric, unit=MetricUnit.Count, value=len(result[key]))
     logger.info("planned", extra=result)
     return result

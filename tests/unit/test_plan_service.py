@@ -10,6 +10,7 @@ from forescale.adapters.events import RecordingPublisher
 from forescale.adapters.state import InMemoryStateStore
 from forescale.domain.forecast import Forecast, SeriesHistory
 from forescale.domain.planner import StepInput
+from forescale.replay.trace import Trace
 from forescale.replay.workload import generate
 from forescale.runtime.forecast import ForecastService, shard_of
 from forescale.runtime.models import DecisionStatus, DemandSampleDetail, Mode, TargetConfig
@@ -28,6 +29,14 @@ def samples(name: str, rates: Sequence[float | None], start: int = START) -> lis
         for i, r in enumerate(rates)
         if r is not None
     ]
+
+
+def put_step(store: InMemoryStateStore, trace: Trace, names: Sequence[str], i: int) -> None:
+    """Store step `i` of the trace for each named target, as collect would once the minute has ended."""
+    store.put_samples(
+        [DemandSampleDetail(target=n, timestamp=trace.time(i), requests=trace.targets[n].requests[i]) for n in names],
+        ttl_s=86_400,
+    )
 
 
 class StepForecaster:
@@ -213,15 +222,8 @@ def test_given_the_same_workload_then_the_runtime_path_decides_exactly_what_repl
     names = sorted(trace.targets)
     for i in range(trace.steps):
         now = trace.time(i)
-        if i:
-            store.put_samples(
-                [
-                    DemandSampleDetail(target=n, timestamp=trace.time(i - 1), requests=trace.targets[n].requests[i - 1])
-                    for n in names
-                    if not gaps[i - 1]
-                ],
-                ttl_s=86_400,
-            )
+        if i and not gaps[i - 1]:
+            put_step(store, trace, names, i - 1)
         forecasts.run(now)  # replay refits before it decides, so the runtime does too
         got.extend((r.decided_at, r.target, r.capacity, r.instance_type) for r in plans.plan(names, now).records)
     assert replayed.forecasts >= 1 and len(want) > 10

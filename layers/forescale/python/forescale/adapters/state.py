@@ -8,8 +8,20 @@ Idempotency records, which live under `PK = idempotency#<function>`):
 - samples: `TARGET#<name>` / `SAMPLES#<hour epoch s>`, one item per hour; minute `mm` in attributes
   `r<mm>` (rate, requests/s), `d<mm>` (duration ms), `c<mm>` (concurrency), `s<mm>` (spillover),
   `t<mm>` (throttles), `l<mm>` (latency ms), `g<mm>` (GPU %); TTL.
-- forecast: `TARGET#<name>` / `FORECAST`, the latest; quantile paths as compressed JSON (`blob`).
-- planner state: `TARGET#<name>` / `PLANNER`: the planner's snapshot (`blob`), `version`, `observed_until`.
+- forecast meta: `TARGET#<name>` / `FORECAST`: `issued_at`, `model`, `previous_at`,
+  `refit_requested_at` (set by react and plan, cleared by a new forecast); a few hundred bytes, read
+  every minute by plan and collect. The forecast itself (quantile paths as compressed doubles, about
+  125 KB) is `TARGET#<name>` / `FORECAST#<issued_at:010d>`: written once per issue, read only when a
+  process has not decoded that issue yet; the current and the previous issue are kept (a planner
+  catching up from its checkpoint may need the one it used before).
+- planner, hot: `TARGET#<name>` / `PLANNER`: `version` (the optimistic lock), `token` (who wrote that
+  version), `observed_until`, `checkpoint_version`, and `journal`: the inputs of every step planned
+  since the checkpoint (rates fed, forecast issue, capacity in effect), a few KB at most. Written
+  every minute; the planner itself stays in the plan process's memory.
+- planner, cold: `TARGET#<name>` / `PLANNER#CHECKPOINT`: the planner's snapshot (`blob`, about 65 KB)
+  and the `version` it was written at; rewritten about once an hour (staggered by name), on a new
+  forecast and when a planner starts, together with the hot item in one transaction. Restoring it
+  and replaying the journal rebuilds exactly the planner a warm process holds.
 - decision: `TARGET#<name>` / `DECISION#<decided_at:010d>`: the audit trail; `status` moves by
   conditional updates; TTL 400 days.
 - applied state: `TARGET#<name>` / `STATE`: capacity in effect, in-flight operation, `version`.
@@ -52,6 +64,7 @@ BATCH_GET_MAX = 100  # keys per BatchGetItem (AWS limit)
 BATCH_WRITE_MAX = 25  # requests per BatchWriteItem (AWS limit)
 MAX_FIELDS_PER_UPDATE = 150  # keeps an UpdateExpression well under DynamoDB's 4 KB expression limit
 DECISION_TTL_S = 400 * 86_400
+CHECKPOINT_SK = "PLANNER#CHECKPOINT"
 SAMPLE_FIELDS = {
     "r": "rate_rps",
     "d": "duration_ms",
@@ -64,13 +77,28 @@ SAMPLE_FIELDS = {
 
 
 @dataclass(frozen=True, slots=True)
+class PlannerRecord:
+    """A target's stored planner, hot part: what plan reads every minute (a few KB at most).
+
+    `version` 0 means nothing is stored. The checkpoint (the planner's snapshot) is a separate item,
+    read only by a process that does not hold this exact version in memory (`token` tells versions
+    written by different processes apart after a target is removed and added again).
+    """
+
+    version: int = 0
+    observed_until: int = 0
+    checkpoint_version: int = 0  # the version at which the checkpoint was written (0: none)
+    journal: bytes = b""  # the steps planned since the checkpoint, in plan's encoding
+    token: str = ""
+    legacy_snapshot: bytes | None = None  # a snapshot stored inline by an older forescale
+
+
+@dataclass(frozen=True, slots=True)
 class PlanInputs:
     """What plan reads per target before deciding (one batched read in DynamoDB)."""
 
     config: TargetConfig | None
-    planner: bytes | None
-    planner_version: int
-    observed_until: int
+    planner: PlannerRecord
     state: AppliedState
     forecast_issued_at: int | None
 
@@ -93,14 +121,15 @@ class StateStore(ABC):
     def get_target(self, name: str) -> TargetConfig | None: ...
 
     def plan_inputs(self, names: Sequence[str]) -> dict[str, PlanInputs]:
-        """Config, planner snapshot, applied state and forecast issue time of each target, read together."""
-        out: dict[str, PlanInputs] = {}
-        for n in names:
-            blob, version, observed = self.get_planner(n)
-            out[n] = PlanInputs(
-                self.get_target(n), blob, version, observed, self.get_state(n), self.forecast_meta(n)[0]
-            )
-        return out
+        """Config, hot planner record, applied state and forecast issue time of each target, read together."""
+        return {
+            n: PlanInputs(self.get_target(n), self.get_planner_record(n), self.get_state(n), self.forecast_meta(n)[0])
+            for n in names
+        }
+
+    def get_checkpoints(self, names: Sequence[str]) -> dict[str, tuple[bytes, int]]:
+        """`get_checkpoint` of many targets at once; a target without one is left out."""
+        return {n: got for n in names if (got := self.get_checkpoint(n)) is not None}
 
     def forecast_metas(self, names: Sequence[str]) -> dict[str, tuple[int | None, int | None]]:
         """`forecast_meta` of many targets at once."""
@@ -152,18 +181,47 @@ class StateStore(ABC):
     def forecast_meta(self, name: str) -> tuple[int | None, int | None]:
         """(issued_at of the stored forecast, when a refit was last requested); None where absent."""
 
+    def get_forecast_at(self, name: str, issued_at: int) -> Forecast | None:
+        """The forecast of that issue, while it is kept (the current and the previous one)."""
+        f = self.get_forecast(name)
+        return f if f is not None and f.issued_at == issued_at else None
+
     @abstractmethod
     def request_refit(self, name: str, at: int) -> None:
-        """Ask the forecaster to refit this target (drift or panic); a new forecast clears it."""
+        """Ask the forecaster to refit this target (drift or panic); a new forecast clears it.
+        Writes the small forecast meta only, never the forecast."""
 
-    # -- planner snapshot
+    # -- planner: a hot record every minute, a checkpoint rarely
     @abstractmethod
+    def get_planner_record(self, name: str) -> PlannerRecord:
+        """The hot planner record (PlannerRecord() if none is stored)."""
+
+    @abstractmethod
+    def get_checkpoint(self, name: str) -> tuple[bytes, int] | None:
+        """(snapshot, the version it was written at) of the stored checkpoint, None if there is none."""
+
     def get_planner(self, name: str) -> tuple[bytes | None, int, int]:
-        """(snapshot, version, observed_until); (None, 0, 0) if none is stored."""
+        """(latest checkpoint, version, observed_until); (None, 0, 0) if none is stored. The checkpoint
+        may be older than `observed_until`: `runtime.plan.restore_planner` replays the journal on it."""
+        rec = self.get_planner_record(name)
+        if rec.version == 0:
+            return None, 0, 0
+        if rec.legacy_snapshot is not None:
+            return rec.legacy_snapshot, rec.version, rec.observed_until
+        got = self.get_checkpoint(name)
+        return (got[0] if got else None), rec.version, rec.observed_until
 
     @abstractmethod
-    def put_planner(self, name: str, blob: bytes, observed_until: int, expected_version: int) -> int:
-        """Store a snapshot if the stored version is still `expected_version`; returns the new version."""
+    def put_planner(self, name: str, blob: bytes, observed_until: int, expected_version: int, token: str = "") -> int:
+        """Checkpoint: store a snapshot and an empty journal together, if the stored version is still
+        `expected_version`; returns the new version. ConflictError if another run wrote first."""
+
+    @abstractmethod
+    def put_planner_journal(
+        self, name: str, journal: bytes, observed_until: int, checkpoint_version: int, expected_version: int, token: str
+    ) -> int:
+        """Hot write only: the journal since checkpoint `checkpoint_version`, if the stored version is
+        still `expected_version`; returns the new version. ConflictError if another run wrote first."""
 
     # -- decisions
     @abstractmethod
@@ -220,6 +278,16 @@ class ForecastCache:
             return cached
         forecast = self._store.get_forecast(name)
         if forecast is not None:
+            self._cache[name] = forecast
+        return forecast
+
+    def get_at(self, name: str, issued: int) -> Forecast | None:
+        """The forecast of that issue (the current or the previous one), decoded once per process."""
+        cached = self._cache.get(name)
+        if cached is not None and cached.issued_at == issued:
+            return cached
+        forecast = self._store.get_forecast_at(name, issued)
+        if forecast is not None and (cached is None or forecast.issued_at > cached.issued_at):
             self._cache[name] = forecast
         return forecast
 
@@ -354,6 +422,24 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _from_dynamo(v) for k, v in item.items()}
 
 
+def _forecast_sk(issued_at: int) -> str:
+    return f"FORECAST#{issued_at:010d}"
+
+
+def _planner_record(item: dict[str, Any] | None) -> PlannerRecord:
+    if not item:
+        return PlannerRecord()
+    version = int(item["version"])
+    return PlannerRecord(
+        version=version,
+        observed_until=int(item["observed_until"]),
+        checkpoint_version=int(item.get("checkpoint_version", version if "blob" in item else 0)),
+        journal=item.get("journal", b""),
+        token=str(item.get("token", "")),
+        legacy_snapshot=item.get("blob"),
+    )
+
+
 def _record_values(r: DecisionRecord) -> dict[str, Any]:
     return r.model_dump(mode="json")
 
@@ -473,17 +559,22 @@ class DynamoStateStore(StateStore):
         out: dict[str, PlanInputs] = {}
         for n in names:
             cfg = items.get((f"TARGET#{n}", "CONFIG"))
-            planner = items.get((f"TARGET#{n}", "PLANNER"))
             state = items.get((f"TARGET#{n}", "STATE"))
             out[n] = PlanInputs(
                 TargetConfig.model_validate_json(cfg["config"]) if cfg else None,
-                planner["blob"] if planner else None,
-                int(planner["version"]) if planner else 0,
-                int(planner["observed_until"]) if planner else 0,
+                _planner_record(items.get((f"TARGET#{n}", "PLANNER"))),
                 AppliedState.model_validate_json(state["state"]) if state else AppliedState(target=n),
                 metas[n][0],
             )
         return out
+
+    def get_checkpoints(self, names: Sequence[str]) -> dict[str, tuple[bytes, int]]:
+        items = self._batch_get([(f"TARGET#{n}", CHECKPOINT_SK) for n in names])
+        return {
+            n: (item["blob"], int(item["version"]))
+            for n in names
+            if (item := items.get((f"TARGET#{n}", CHECKPOINT_SK))) is not None
+        }
 
     def recent_histories(self, spans: dict[str, tuple[int, int]]) -> dict[str, SeriesHistory]:
         # Short spans (the usual minute or two) come from their hour items in one batched read.
@@ -559,7 +650,8 @@ class DynamoStateStore(StateStore):
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
     def delete_target(self, name: str) -> None:
-        for sk in ("CONFIG", "STATE", "PLANNER", "FORECAST"):
+        blobs = [i["SK"] for i in self._query(f"TARGET#{name}", "FORECAST#")]
+        for sk in ("CONFIG", "STATE", "PLANNER", CHECKPOINT_SK, "FORECAST", *blobs):
             self._db.delete_item(TableName=self._table, Key=_item({"PK": f"TARGET#{name}", "SK": sk}))
 
     # -- samples
@@ -640,33 +732,40 @@ class DynamoStateStore(StateStore):
 
     # -- forecasts
     def put_forecast(self, forecast: Forecast) -> None:
+        pk = f"TARGET#{forecast.target}"
+        old = self._get(pk, "FORECAST") or {}
         self._db.put_item(
             TableName=self._table,
-            Item=_item(
-                {
-                    "PK": f"TARGET#{forecast.target}",
-                    "SK": "FORECAST",
-                    "issued_at": forecast.issued_at,
-                    "model": forecast.model,
-                    "blob": encode_forecast(forecast),
-                }
-            ),
+            Item=_item({"PK": pk, "SK": _forecast_sk(forecast.issued_at), "blob": encode_forecast(forecast)}),
         )
+        previous = old.get("issued_at") if "blob" not in old else None  # an inline (older format) blob goes
+        meta = {"PK": pk, "SK": "FORECAST", "issued_at": forecast.issued_at, "model": forecast.model}
+        if previous is not None and int(previous) != forecast.issued_at:
+            meta["previous_at"] = int(previous)
+        self._db.put_item(TableName=self._table, Item=_item(meta))  # replaces: clears refit_requested_at
+        # Keep the current and the previous issue; the one before that is no longer anyone's.
+        stale = old.get("previous_at")
+        if stale is not None and int(stale) not in (forecast.issued_at, meta.get("previous_at")):
+            self._db.delete_item(TableName=self._table, Key=_item({"PK": pk, "SK": _forecast_sk(int(stale))}))
 
     def get_forecast(self, name: str) -> Forecast | None:
-        item = self._get(f"TARGET#{name}", "FORECAST")
-        return decode_forecast(item["blob"]) if item and "blob" in item else None
+        meta = self._get(f"TARGET#{name}", "FORECAST")
+        if not meta or meta.get("issued_at") is None:
+            return None
+        if "blob" in meta:
+            return decode_forecast(meta["blob"])
+        return self.get_forecast_at(name, int(meta["issued_at"]))
+
+    def get_forecast_at(self, name: str, issued_at: int) -> Forecast | None:
+        item = self._get(f"TARGET#{name}", _forecast_sk(issued_at))
+        if item is None:  # an older forescale kept the forecast inline in the meta item
+            meta = self._get(f"TARGET#{name}", "FORECAST") or {}
+            inline = decode_forecast(meta["blob"]) if "blob" in meta else None
+            return inline if inline is not None and inline.issued_at == issued_at else None
+        return decode_forecast(item["blob"])
 
     def forecast_meta(self, name: str) -> tuple[int | None, int | None]:
-        resp = self._db.get_item(
-            TableName=self._table,
-            Key=_item({"PK": f"TARGET#{name}", "SK": "FORECAST"}),
-            ProjectionExpression="issued_at, refit_requested_at",
-            ConsistentRead=True,
-        )
-        item = _plain(resp.get("Item", {}))
-        issued, asked = item.get("issued_at"), item.get("refit_requested_at")
-        return (int(issued) if issued is not None else None, int(asked) if asked is not None else None)
+        return self.forecast_metas([name])[name]
 
     def request_refit(self, name: str, at: int) -> None:
         self._db.update_item(
@@ -677,25 +776,58 @@ class DynamoStateStore(StateStore):
         )
 
     # -- planner
-    def get_planner(self, name: str) -> tuple[bytes | None, int, int]:
-        item = self._get(f"TARGET#{name}", "PLANNER")
-        if not item:
-            return None, 0, 0
-        return item["blob"], int(item["version"]), int(item["observed_until"])
+    def get_planner_record(self, name: str) -> PlannerRecord:
+        return _planner_record(self._get(f"TARGET#{name}", "PLANNER"))
 
-    def put_planner(self, name: str, blob: bytes, observed_until: int, expected_version: int) -> int:
-        values = {
+    def get_checkpoint(self, name: str) -> tuple[bytes, int] | None:
+        item = self._get(f"TARGET#{name}", CHECKPOINT_SK)
+        return (item["blob"], int(item["version"])) if item else None
+
+    def _hot_put(
+        self, name: str, journal: bytes, observed_until: int, checkpoint_version: int, expected_version: int, token: str
+    ) -> dict[str, Any]:
+        """The hot item's conditional Put (for PutItem or a transaction)."""
+        values: dict[str, Any] = {
             "PK": f"TARGET#{name}",
             "SK": "PLANNER",
-            "blob": blob,
-            "observed_until": observed_until,
             "version": expected_version + 1,
+            "token": token,
+            "observed_until": observed_until,
+            "checkpoint_version": checkpoint_version,
         }
-        cond = "attribute_not_exists(PK)" if expected_version == 0 else "version = :v"
-        expected = None if expected_version == 0 else {":v": expected_version}
-        ok = self._conditional_put(values, cond, cond_values=expected)
-        if not ok:
-            raise ConflictError(f"planner state of {name} changed since version {expected_version}")
+        if journal:
+            values["journal"] = journal
+        put: dict[str, Any] = {"TableName": self._table, "Item": _item(values)}
+        if expected_version == 0:
+            put["ConditionExpression"] = "attribute_not_exists(PK)"
+        else:
+            put["ConditionExpression"] = "version = :v"
+            put["ExpressionAttributeValues"] = _item({":v": expected_version})
+        return put
+
+    def put_planner(self, name: str, blob: bytes, observed_until: int, expected_version: int, token: str = "") -> int:
+        new = expected_version + 1
+        checkpoint = {"PK": f"TARGET#{name}", "SK": CHECKPOINT_SK, "blob": blob, "version": new}
+        hot = self._hot_put(name, b"", observed_until, new, expected_version, token)
+        try:
+            items: list[Any] = [{"Put": hot}, {"Put": {"TableName": self._table, "Item": _item(checkpoint)}}]
+            self._db.transact_write_items(TransactItems=items)
+        except self._db.exceptions.TransactionCanceledException as exc:
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if "ConditionalCheckFailed" in reasons:
+                raise ConflictError(f"planner state of {name} changed since version {expected_version}") from exc
+            raise
+        return new
+
+    def put_planner_journal(
+        self, name: str, journal: bytes, observed_until: int, checkpoint_version: int, expected_version: int, token: str
+    ) -> int:
+        try:
+            self._db.put_item(
+                **self._hot_put(name, journal, observed_until, checkpoint_version, expected_version, token)
+            )
+        except self._db.exceptions.ConditionalCheckFailedException as exc:
+            raise ConflictError(f"planner state of {name} changed since version {expected_version}") from exc
         return expected_version + 1
 
     # -- decisions
@@ -788,7 +920,9 @@ class InMemoryStateStore(StateStore):
         self.samples: dict[str, dict[int, dict[str, float]]] = {}
         self.forecasts: dict[str, Forecast] = {}
         self.refits: dict[str, int] = {}
-        self.planners: dict[str, tuple[bytes, int, int]] = {}
+        self.previous_forecasts: dict[str, Forecast] = {}  # the issue before the current one
+        self.planners: dict[str, PlannerRecord] = {}
+        self.checkpoints: dict[str, tuple[bytes, int]] = {}
         self.decisions: dict[str, dict[int, DecisionRecord]] = {}
         self.states: dict[str, AppliedState] = {}
         self.paused: tuple[bool, str] = (False, "")
@@ -815,7 +949,9 @@ class InMemoryStateStore(StateStore):
             self.targets.pop(name, None)
             self.states.pop(name, None)
             self.planners.pop(name, None)
+            self.checkpoints.pop(name, None)
             self.forecasts.pop(name, None)
+            self.previous_forecasts.pop(name, None)
 
     def put_samples(self, samples: Sequence[DemandSampleDetail], ttl_s: int) -> None:
         with self._lock:
@@ -843,6 +979,9 @@ class InMemoryStateStore(StateStore):
 
     def put_forecast(self, forecast: Forecast) -> None:
         with self._lock:
+            old = self.forecasts.get(forecast.target)
+            if old is not None and old.issued_at != forecast.issued_at:
+                self.previous_forecasts[forecast.target] = old
             self.forecasts[forecast.target] = decode_forecast(encode_forecast(forecast))
             self.refits.pop(forecast.target, None)
 
@@ -856,17 +995,38 @@ class InMemoryStateStore(StateStore):
     def request_refit(self, name: str, at: int) -> None:
         self.refits[name] = at
 
-    def get_planner(self, name: str) -> tuple[bytes | None, int, int]:
-        got = self.planners.get(name)
-        return got if got else (None, 0, 0)
+    def get_forecast_at(self, name: str, issued_at: int) -> Forecast | None:
+        for f in (self.forecasts.get(name), self.previous_forecasts.get(name)):
+            if f is not None and f.issued_at == issued_at:
+                return f
+        return None
 
-    def put_planner(self, name: str, blob: bytes, observed_until: int, expected_version: int) -> int:
+    def get_planner_record(self, name: str) -> PlannerRecord:
+        return self.planners.get(name) or PlannerRecord()
+
+    def get_checkpoint(self, name: str) -> tuple[bytes, int] | None:
+        return self.checkpoints.get(name)
+
+    def _check_planner_version(self, name: str, expected_version: int) -> None:
+        if self.get_planner_record(name).version != expected_version:
+            raise ConflictError(f"planner state of {name} changed since version {expected_version}")
+
+    def put_planner(self, name: str, blob: bytes, observed_until: int, expected_version: int, token: str = "") -> int:
         with self._lock:
-            cur = self.planners.get(name, (b"", 0, 0))[1]
-            if cur != expected_version:
-                raise ConflictError(f"planner state of {name} changed since version {expected_version}")
-            self.planners[name] = (blob, cur + 1, observed_until)
-            return cur + 1
+            self._check_planner_version(name, expected_version)
+            new = expected_version + 1
+            self.checkpoints[name] = (blob, new)
+            self.planners[name] = PlannerRecord(new, observed_until, new, b"", token)
+            return new
+
+    def put_planner_journal(
+        self, name: str, journal: bytes, observed_until: int, checkpoint_version: int, expected_version: int, token: str
+    ) -> int:
+        with self._lock:
+            self._check_planner_version(name, expected_version)
+            new = expected_version + 1
+            self.planners[name] = PlannerRecord(new, observed_until, checkpoint_version, journal, token)
+            return new
 
     def put_decision(self, record: DecisionRecord) -> bool:
         with self._lock:

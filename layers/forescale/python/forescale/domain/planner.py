@@ -69,6 +69,17 @@ class Planner:
         self.forecast_issued_at = -1  # issued_at of the forecast in use (-1: none yet)
         self.last_decided_at: int | None = None
 
+    def start_from(self, now: int, capacity: int | None, instance_type: str | None) -> None:
+        """A fresh planner starts from what is in effect (read back from AWS), not from its default:
+        the step limits then apply to the first change, and the stabilisation window holds a scale-in
+        below that capacity as if it had been recommended at `now`. None: nothing known, keep the default."""
+        if capacity is None:
+            return
+        self.requested = capacity
+        if instance_type is not None and not self.target.is_lambda:
+            self.requested_type = instance_type
+        self.recent.append((now, capacity))
+
     def observe(self, ts: int, rate_rps: float | None) -> None:
         """Feed the finished step starting at `ts` (None: the metric is missing)."""
         if rate_rps is not None and rate_rps > MAX_RATE_RPS:

@@ -25,12 +25,15 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
     from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 
+    from forescale.runtime.plan import PlannerCache
+
 IDEMPOTENCY_TTL_S = 3600  # EventBridge redelivers within its 24 h retry window; an hour covers its retries
 
 _clients: dict[str, Any] = {}
 _clock: Callable[[], float] | None = None  # None: wall time; the local demo sets its simulated clock
 _persistence: dict[str, DynamoDBPersistenceLayer] = {}
 _forecast_caches: dict[str, ForecastCache] = {}
+_planner_caches: dict[str, PlannerCache] = {}
 
 
 def client(service: str) -> Any:
@@ -97,6 +100,7 @@ def reset() -> None:
     _clients.clear()
     _persistence.clear()
     _forecast_caches.clear()
+    _planner_caches.clear()
 
 
 def parse_or_reject(event: Any, accepted: tuple[str, ...]) -> EventBridgeModel:
@@ -122,6 +126,17 @@ def forecast_cache(settings: FunctionSettings) -> ForecastCache:
     if settings.TABLE_NAME not in _forecast_caches:
         _forecast_caches[settings.TABLE_NAME] = ForecastCache(state_store(settings))
     return _forecast_caches[settings.TABLE_NAME]
+
+
+def planner_cache(settings: FunctionSettings) -> PlannerCache:
+    """Planners kept for the life of the process (per table, bounded): a warm plan reads each target's
+    small hot record every minute, not its snapshot (see runtime.plan)."""
+    from forescale.runtime.plan import PlannerCache
+
+    if settings.TABLE_NAME not in _planner_caches:
+        memory_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0") or 0)
+        _planner_caches[settings.TABLE_NAME] = PlannerCache.for_memory(memory_mb) if memory_mb else PlannerCache()
+    return _planner_caches[settings.TABLE_NAME]
 
 
 def publisher(settings: FunctionSettings) -> EventPublisher:
