@@ -120,7 +120,7 @@ def fits_table(r: dict[str, Any]) -> str:
         mem = a["peak_mb"]
         mem_ok = mem is None or (isinstance(mem, float) and math.isnan(mem)) or mem <= f["memory_mb"]
         req_ok = a["max_request_kb"] <= 256
-        cp = a["lambda_control_plane_per_s"] + a["sweep_limiter_s"] * 0
+        cp = a["lambda_control_plane_per_s"]
         cp_ok = cp <= 15.0
         verdict = "fits" if (time_ok and mem_ok and req_ok and cp_ok) else "**does not fit**"
         lines.append(
