@@ -614,7 +614,7 @@ def cold_import_rss_mb(stage: str) -> float:
     """Peak RSS (MB) of a fresh Python process that has imported the function and what its first call
     imports (boto3, a client, Powertools Idempotency; statsforecast for the forecaster)."""
     code = (
-        "import resource, boto3\n"
+        "import boto3\n"
         "from forescale.local.router import load_handler\n"
         f"load_handler({stage!r})\n"
         "boto3.client('dynamodb', region_name='us-east-1')\n"
@@ -624,7 +624,8 @@ def cold_import_rss_mb(stage: str) -> float:
             if stage == "forecast"
             else ""
         )
-        + "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec from the (large) parent.
+        + "print([int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM')][0])\n"
     )
     env = os.environ | {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}  # nosec B105  # no call is made
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, timeout=120)  # nosec B603  # our own interpreter and code
@@ -709,6 +710,22 @@ def _scaled_targets(r: InvocationRecord, n: int, deployed: Deployed) -> int:
     return r.targets
 
 
+LISTING_TYPES = ("forescale.SamplesCollected", "forescale.ForecastReady")  # entries that name many targets
+EVENT_NAMES_MAX = 1000  # target names per listing entry (the event models' max_length)
+ENTRIES_PER_REQUEST = 10  # PutEvents entries per request (the publisher's batches, AWS's limit)
+
+
+def _request_kb_10k(t: StageTotals, n: int) -> float:
+    """The largest PutEvents request at 10,000 targets: entries that list targets grow with the names they
+    carry (up to 1,000 each), others keep their size; a request holds at most 10 entries."""
+    if not t.put_events_requests:
+        return 0.0
+    grows = any(k in LISTING_TYPES for k in t.entries_by_type)
+    entry = t.max_entry_bytes * (min(DERIVED_TARGETS, EVENT_NAMES_MAX) / min(n, EVENT_NAMES_MAX) if grows else 1.0)
+    linear = t.max_request_bytes * DERIVED_TARGETS / n if grows else t.max_request_bytes
+    return min(linear, ENTRIES_PER_REQUEST * entry) / 1024
+
+
 def stage_figures(run: FleetRun, stage: str) -> StageFigures:
     n, m, d = run.targets, run.minutes, run.deployed
     t = run.stages.get(stage) or StageTotals()
@@ -755,13 +772,16 @@ def stage_figures(run: FleetRun, stage: str) -> StageFigures:
     )
     traced_scale = [(r, _scaled_targets(r, n, d) / max(1, r.targets)) for r in traced]
     growth_10k = max(((r.peak_bytes or 0) * s for r, s in traced_scale), default=0) / 2**20 if traced else None
+    request_kb_10k = _request_kb_10k(t, n)
+    if stage == "forecast" and run.refit_totals is not None:
+        request_kb_10k = max(request_kb_10k, _request_kb_10k(run.refit_totals, n))
     sweep = [r for r in recs if r.trigger == "Scheduled Event"]
     at_10k = {
         "invocations_per_min": inv_10k,
         "cpu_max_s": cpu_10k,
         "duration_max_s": dur_10k,
         "peak_mb": (baseline or 0) + growth_10k if growth_10k is not None else float("nan"),
-        "max_request_kb": t.max_request_bytes / 1024 * DERIVED_TARGETS / n,
+        "max_request_kb": request_kb_10k,
         "lambda_control_plane_per_s": t.lambda_control_plane / tm * DERIVED_TARGETS / 60,
         "sweep_limiter_s": max((r.waited_s for r in sweep), default=0.0) * DERIVED_TARGETS / n,
         "xray_usd": _xray_traces_per_month(inv_10k) / DERIVED_TARGETS * prices.XRAY_TRACE.per_unit,
