@@ -4,6 +4,7 @@
     forescale replay --builtin --out DECISIONS.csv          # the built-in generated workload
     forescale bench replay [--traces DIR] [--out docs/benchmarks.md]
     forescale bench forecast [--traces DIR] [--targets 10000] [--out docs/forecast-benchmarks.md]
+    forescale bench fleet --targets N [--minutes 30] [--history-days D] [--out docs]  # running cost on moto
     forescale generate --out TRACE.csv [--days 9] [--seed 7]
     forescale demo [--days 0.1] [--seed 7] [--out out/demo] [--trace TRACE.csv] # the system on moto
     forescale backtest --from-cloudwatch (--function NAME [--alias A] | --endpoint NAME --variant V --catalog FILE)
@@ -92,6 +93,15 @@ def _build_parser() -> argparse.ArgumentParser:
     bf.add_argument("--no-cold-start", action="store_true", help="skip the cold-start subprocesses (~15 s)")
     bf.add_argument("--out", type=Path, default=None, help="write the markdown table here")
     bf.add_argument("--json", type=Path, default=None, help="write the raw results here")
+
+    bfl = bsub.add_parser("fleet", help="the deployed functions for N targets on moto, metered and priced")
+    bfl.add_argument("--targets", type=int, default=100, help="fleet size (default 100)")
+    bfl.add_argument("--minutes", type=int, default=30, help="metered simulated minutes (default 30)")
+    bfl.add_argument("--history-days", type=float, default=1.1, help="history before the run, >= 1 (default 1.1)")
+    bfl.add_argument("--warmup-minutes", type=int, default=8, help="unmetered minutes first (default 8)")
+    bfl.add_argument("--seed", type=int, default=7)
+    bfl.add_argument("--out", type=Path, default=None, help="folder for fleet-cost.md (and fleet-cost-N.json)")
+    bfl.add_argument("--no-baseline", action="store_true", help="skip the cold-import memory subprocesses")
 
     dp = sub.add_parser("demo", help="run the whole system locally on moto and write a report")
     dp.add_argument(
@@ -190,6 +200,20 @@ def _cmd_replay(a: argparse.Namespace) -> int:
 
 
 def _cmd_bench(a: argparse.Namespace) -> int:
+    if a.bench == "fleet":
+        from forescale.demo.fleet_bench import FleetOptions, run_fleet_bench
+
+        return run_fleet_bench(
+            FleetOptions(
+                targets=a.targets,
+                minutes=a.minutes,
+                history_days=a.history_days,
+                warmup_minutes=a.warmup_minutes,
+                seed=a.seed,
+                out=a.out,
+                baseline=not a.no_baseline,
+            )
+        )
     if a.bench == "forecast":
         from forescale.forecasting.bench import run_forecast_bench
 
