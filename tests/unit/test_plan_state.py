@@ -149,7 +149,8 @@ def test_given_an_unreadable_snapshot_then_it_is_reported_by_name() -> None:
     store, bus = InMemoryStateStore(), RecordingPublisher()
     store.put_target(lambda_target(guardrails={"max_step_down": 1, "stabilisation_window_s": 0}))
     store.put_state(AppliedState(target="api", capacity=12))
-    store.put_samples(samples("api", [40.0] * 120), ttl_s=86_400)
+    # Demand well below 12 environments: a scale-in that calm capacity lets through (more than 10 %).
+    store.put_samples(samples("api", [10.0] * 120), ttl_s=86_400)
     store.put_planner("api", b"not a snapshot", START, 0)
     summary = PlanService(store, bus, warmup_s=3600).plan(["api"], START + 120 * 60)
     assert summary.snapshot_errors == ["api"] and summary.fresh_planners == 1
