@@ -14,6 +14,7 @@ from forescale.domain.guardrails import GuardrailSettings
 from forescale.domain.planner import Planner, StepInput
 from forescale.domain.policies import make_policy
 from forescale.domain.targets import DEFAULT_MAX_CAPACITY, Target, TargetKind
+from forescale.replay.trace import TraceTarget
 from forescale.runtime.models import InstanceTypeSpec, TargetConfig
 
 STEP = 60
@@ -127,4 +128,6 @@ def test_one_default_maximum_for_configs_the_domain_and_guardrails() -> None:
     assert fn.max_capacity == DEFAULT_MAX_CAPACITY
     assert Target("f", TargetKind.LAMBDA_RESERVED).max_capacity == DEFAULT_MAX_CAPACITY
     assert GuardrailSettings().max_capacity == DEFAULT_MAX_CAPACITY
+    spec = {"kind": "sagemaker", "instance_types": {"ml.g5.xlarge": {"price_per_hour": 1.408, "capacity_rps": 8}}}
+    assert TraceTarget("e", (1.0,), spec).to_target().max_capacity == DEFAULT_MAX_CAPACITY
     assert fn.guardrail_settings() == GuardrailSettings(stabilisation_window_s=300)
