@@ -31,10 +31,11 @@ interpolation, and missing raw samples are left out of the level and of the erro
 only the newest `recent_s` of the history.
 
 Robustness: before aggregating, a raw sample over `SPIKE_FACTOR` (1000) × the robust level of its
-bucket and the two beside it (median + `SPIKE_SIGMAS` × 1.4826 MAD, at least half a request per
-step) is dropped as missing: one poisoned minute (1e12 req/s) would otherwise make its hourly mean
-1.7e10 and, through the mean rate, the shift that the bucket clipping below measures against, so
-it came back the next day at 5,000× the clean forecast. Then a bucket far above both its neighbours
+bucket and the two beside it (median + `SPIKE_SIGMAS` × 1.4826 MAD, at least the median of the
+history's nonzero samples and half a request per step) is dropped as missing: one poisoned minute
+(1e12 req/s) would otherwise make its hourly mean 1.7e10 and, through the mean rate, the shift that
+the bucket clipping below measures against, so it came back the next day at 5,000× the clean
+forecast. On the shared traces it drops no sample. Then a bucket far above both its neighbours
 and the same hour on other days (> `OUTLIER_SIGMAS` robust deviations, and over twice the
 history's 95th percentile) is clipped for the model and left out of the profile and the
 calibration, so a one-off load test neither comes back tomorrow nor widens the bands. Hours ahead,
@@ -526,7 +527,9 @@ class StatsForecastAdapter:
             return "zero", None
         raw = raw[len(raw) % k :]  # buckets end at history.end; a partial oldest bucket is dropped
         grid = raw.reshape(-1, k)
-        dropped = _drop_spikes(grid, 0.5 / step)
+        positive = raw[raw > 0]  # NaN compares False
+        # at least the median of the nonzero samples: a sparse series' bursts are its demand, not spikes
+        dropped = _drop_spikes(grid, max(0.5 / step, float(np.median(positive)) if positive.size else 0.0))
         counts = np.sum(~np.isnan(grid), axis=1)
         sums = np.nansum(grid, axis=1)
         observed = counts > 0
