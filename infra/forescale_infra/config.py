@@ -18,7 +18,7 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
@@ -136,6 +136,12 @@ def _default_sizing() -> dict[str, FunctionSizing]:
 FUNCTION_NAMES = ("collect", "forecast", "plan", "act", "react", "rightsize")
 
 
+# The instance types act may create endpoint configs with for a type switch (`sagemaker:InstanceTypes`):
+# by default the example catalog's (forescale.replay.workload.GPU_CATALOG); list your catalogs' types.
+DEFAULT_ENDPOINT_INSTANCE_TYPES = ("ml.g4dn.xlarge", "ml.g5.12xlarge", "ml.g5.2xlarge", "ml.g5.xlarge", "ml.g6.xlarge")
+InstanceTypeName = Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")]
+
+
 class InfraConfig(_Frozen):
     """Everything the stack needs to know; see docs/deploy.md for how to set each field."""
 
@@ -172,6 +178,7 @@ class InfraConfig(_Frozen):
     metric_delay_s: int = Field(default=120, ge=0)
     act_lambda_calls_per_second: float = Field(default=15.0, gt=0, le=15.0)
     rollback_alarm_names: tuple[str, ...] = ()  # SageMaker blue/green rollback alarms, passed to act
+    endpoint_instance_types: tuple[InstanceTypeName, ...] = Field(default=DEFAULT_ENDPOINT_INSTANCE_TYPES, min_length=1)
 
     # The AWS-managed Powertools layer (account 017000801446 in the commercial partition).
     powertools_layer_version: PositiveInt = 27

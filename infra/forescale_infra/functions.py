@@ -193,7 +193,7 @@ class ForescaleFunctions(Construct):
         self.powertools_layer = lambda_.LayerVersion.from_layer_version_arn(self, "Powertools", powertools_arn)
 
         extra = {
-            "collect": collect_statements(config),
+            "collect": collect_statements(stack, config),
             "plan": plan_statements(),
             "act": act_statements(stack, config),
             "react": [],
@@ -250,7 +250,9 @@ class ForescaleFunctions(Construct):
         if self._state.encryption_key is not None:
             self._state.encryption_key.grant(role, *KMS_TABLE_ACTIONS)
         added = [
-            *table_statements(self._state.table.table_arn, self._state.index_arn, TABLE_ACCESS[name]),
+            *table_statements(
+                self._state.table.table_arn, self._state.index_arn, TABLE_ACCESS[name], name, self._config
+            ),
             put_events_statement(self._bus.event_bus_arn),
             *statements,
         ]

@@ -72,13 +72,37 @@ AUTOSCALING_MUTATING = (
 MANAGED_RESOURCE_MUTATING = LAMBDA_MUTATING + SAGEMAKER_MUTATING + AUTOSCALING_MUTATING
 
 # DynamoDB item actions per function: what forescale.adapters.state and Powertools Idempotency call
-# (GetItem, Query, PutItem, UpdateItem, DeleteItem; no batch calls, no Scan). Query is granted on the
-# table and on gsi1 only.
+# (GetItem, Query, PutItem, UpdateItem, DeleteItem; no batch writes, no Scan). Query is granted on the
+# table and on gsi1 only. Reads are table-wide; writes are scoped by `dynamodb:LeadingKeys` to the
+# partitions a function writes (`TARGET#<name>`, its own `idempotency#<function>`; never `GLOBAL`, the
+# kill switch) and by `dynamodb:Attributes` to the attributes of the item kinds it writes, so that
+# only collect's tag discovery can write a target's `config` (its mode, its bounds).
 TABLE_READ = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
 TABLE_WRITE = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
 TABLE_ACCESS: dict[str, tuple[str, ...]] = {
     name: (*TABLE_READ, *TABLE_WRITE) for name in ("collect", "forecast", "plan", "act", "react", "rightsize")
 }
+# The attributes of each item kind under `TARGET#<name>` (the key design in forescale.adapters.state).
+# Sample attributes are a letter and a two-digit minute (`r07`: the rate in minute 7).
+ITEM_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "samples": ("PK", "SK", "expiration", *(f"{field}??" for field in "rdcstlg")),
+    "config": ("PK", "SK", "gsi1pk", "gsi1sk", "config", "version"),
+    "forecast": ("PK", "SK", "issued_at", "model", "blob", "refit_requested_at"),
+    "planner": ("PK", "SK", "blob", "observed_until", "version"),
+    "decision": ("PK", "SK", "expiration", "record", "status"),
+    "state": ("PK", "SK", "state", "version"),
+}
+# The item kinds each function writes under `TARGET#<name>` (config: collect with tag discovery only).
+TARGET_ITEM_WRITES: dict[str, tuple[str, ...]] = {
+    "collect": ("samples",),
+    "forecast": ("forecast",),
+    "plan": ("planner", "decision", "forecast"),  # forecast: a refit request
+    "act": ("decision", "state"),
+    "react": ("planner", "decision", "forecast"),
+    "rightsize": (),
+}
+TARGET_PARTITION = "TARGET#*"
+IDEMPOTENCY_PARTITION = "idempotency#{function}"  # lambda_support.once's static partition key
 # DynamoDB with a customer-managed key: what a reader/writer needs on the key (no wildcard actions).
 KMS_TABLE_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey")
 
@@ -94,11 +118,48 @@ def _arn(stack: Stack, service: str, resource: str) -> str:
     return f"arn:{Aws.PARTITION}:{service}:{stack.region}:{stack.account}:{resource}"
 
 
-def table_statements(table_arn: str, index_arn: str, actions: Sequence[str]) -> list[iam.PolicyStatement]:
-    """Item actions on the table; Query also on gsi1 (never `index/*`, never Scan)."""
-    statements = [iam.PolicyStatement(sid="Table", actions=sorted(actions), resources=[table_arn])]
+def target_item_attributes(function: str, config: InfraConfig) -> list[str]:
+    """The attribute names `function` may write under `TARGET#<name>`, sorted; empty if it writes none there."""
+    kinds = TARGET_ITEM_WRITES[function] + (("config",) if function == "collect" and config.tag_discovery else ())
+    return sorted({a for kind in kinds for a in ITEM_ATTRIBUTES[kind]})
+
+
+def table_statements(
+    table_arn: str, index_arn: str, actions: Sequence[str], function: str, config: InfraConfig
+) -> list[iam.PolicyStatement]:
+    """Item reads on the table and Query on gsi1 (never `index/*`, never Scan); writes only to the
+    function's own idempotency records and to the target item kinds it writes."""
+    reads = sorted(a for a in actions if a in TABLE_READ)
+    writes = sorted(a for a in actions if a in TABLE_WRITE)
+    statements = [iam.PolicyStatement(sid="Table", actions=reads, resources=[table_arn])]
     if "dynamodb:Query" in actions:
         statements.append(iam.PolicyStatement(sid="TargetIndex", actions=["dynamodb:Query"], resources=[index_arn]))
+    if not writes:
+        return statements
+    own = IDEMPOTENCY_PARTITION.format(function=function)
+    statements.append(
+        iam.PolicyStatement(
+            sid="OwnIdempotencyRecords",
+            actions=writes,
+            resources=[table_arn],
+            conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [own]}},
+        )
+    )
+    attributes = target_item_attributes(function, config)
+    if attributes:
+        statements.append(
+            iam.PolicyStatement(
+                sid="TargetItems",
+                actions=writes,
+                resources=[table_arn],
+                conditions={
+                    "ForAllValues:StringLike": {
+                        "dynamodb:LeadingKeys": [TARGET_PARTITION],
+                        "dynamodb:Attributes": attributes,
+                    }
+                },
+            )
+        )
     return statements
 
 
@@ -115,11 +176,28 @@ def star(actions: Iterable[str], sid: str) -> iam.PolicyStatement:
     return iam.PolicyStatement(sid=sid, actions=names, resources=["*"])
 
 
-def collect_statements(config: InfraConfig) -> list[iam.PolicyStatement]:
+def _describe_managed_endpoints(stack: Stack, config: InfraConfig, sid: str) -> iam.PolicyStatement:
+    return iam.PolicyStatement(
+        sid=sid, actions=["sagemaker:DescribeEndpoint"], resources=_endpoint_arns(stack, config), conditions=_tagged()
+    )
+
+
+def collect_statements(stack: Stack, config: InfraConfig) -> list[iam.PolicyStatement]:
     actions = ["cloudwatch:GetMetricData"]
     if config.tag_discovery:
         actions.append("tag:GetResources")
-    return [star(actions, "ReadDemandMetrics")]
+    statements = [star(actions, "ReadDemandMetrics")]
+    if config.tag_discovery:
+        # Discovery describes each tagged endpoint and its current config to draft its variants.
+        statements += [
+            _describe_managed_endpoints(stack, config, "DescribeTaggedEndpoints"),
+            iam.PolicyStatement(
+                sid="DescribeEndpointConfigs",
+                actions=["sagemaker:DescribeEndpointConfig"],
+                resources=[_arn(stack, "sagemaker", "endpoint-config/*")],
+            ),
+        ]
+    return statements
 
 
 def plan_statements() -> list[iam.PolicyStatement]:
@@ -190,8 +268,20 @@ def act_statements(stack: Stack, config: InfraConfig) -> list[iam.PolicyStatemen
                 resources=[_arn(stack, "sagemaker", "endpoint-config/*")],
             ),
             iam.PolicyStatement(
+                # Only the configured instance types: a poisoned catalog cannot switch to a p5 fleet. The
+                # Null check refuses a request without instance types (ForAllValues alone would pass it).
                 sid="CreateTaggedForescaleEndpointConfigs",
-                actions=["sagemaker:CreateEndpointConfig", "sagemaker:AddTags"],
+                actions=["sagemaker:CreateEndpointConfig"],
+                resources=[new_configs],
+                conditions={
+                    "StringEquals": {f"aws:RequestTag/{MANAGED_TAG_KEY}": MANAGED_TAG_VALUE},
+                    "ForAllValues:StringEquals": {"sagemaker:InstanceTypes": sorted(config.endpoint_instance_types)},
+                    "Null": {"sagemaker:InstanceTypes": "false"},
+                },
+            ),
+            iam.PolicyStatement(
+                sid="TagForescaleEndpointConfigs",
+                actions=["sagemaker:AddTags"],
                 resources=[new_configs],
                 conditions={"StringEquals": {f"aws:RequestTag/{MANAGED_TAG_KEY}": MANAGED_TAG_VALUE}},
             ),
@@ -230,12 +320,7 @@ def act_statements(stack: Stack, config: InfraConfig) -> list[iam.PolicyStatemen
 def rightsize_statements(stack: Stack, config: InfraConfig) -> list[iam.PolicyStatement]:
     """Read-only: endpoints, their configs and Inference Recommender results. Switching is act's job."""
     return [
-        iam.PolicyStatement(
-            sid="ReadManagedEndpoints",
-            actions=["sagemaker:DescribeEndpoint"],
-            resources=_endpoint_arns(stack, config),
-            conditions=_tagged(),
-        ),
+        _describe_managed_endpoints(stack, config, "ReadManagedEndpoints"),
         iam.PolicyStatement(
             sid="ReadEndpointConfigsAndRecommendations",
             actions=["sagemaker:DescribeEndpointConfig", "sagemaker:DescribeInferenceRecommendationsJob"],

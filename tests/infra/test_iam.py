@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import re
 from typing import Any
 
 import pytest
@@ -178,3 +180,192 @@ def test_put_events_only_on_the_forescale_bus(synthesis: Synthesis, which: str) 
             holders += 1
             assert statement["Resource"] == {"Fn::GetAtt": [bus, "Arn"]}
     assert holders == 6
+
+
+# ------------------------------------------------------------- table writes and instance types (hardening)
+
+
+def _writes(synth: Synth) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (role, s)
+        for role, s in statements(synth)
+        if set(as_list(s["Action"])) & {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    ]
+
+
+def _condition(statement: dict[str, Any], key: str) -> list[str] | None:
+    for values in statement.get("Condition", {}).values():
+        if key in values:
+            return [str(v) for v in as_list(values[key])]
+    return None
+
+
+@pytest.mark.parametrize("which", ["default", "fleet"])
+def test_every_table_write_is_scoped_to_partitions_no_function_can_write_the_kill_switch(
+    synthesis: Synthesis, which: str
+) -> None:
+    synth: Synth = getattr(synthesis, which)
+    writes = _writes(synth)
+    assert writes
+    for role, statement in writes:
+        keys = _condition(statement, "dynamodb:LeadingKeys")
+        assert keys, (role, statement)
+        assert not any(fnmatch.fnmatchcase("GLOBAL", k) for k in keys), (role, keys)
+
+
+@pytest.mark.parametrize(("which", "writers"), [("default", set()), ("fleet", {"collect"})])
+def test_only_tag_discovery_can_write_a_target_config(synthesis: Synthesis, which: str, writers: set[str]) -> None:
+    synth: Synth = getattr(synthesis, which)
+    roles = {role_of(synth, name): name for name in synth.stack.functions.by_name}
+    can = set()
+    for role, statement in _writes(synth):
+        keys = _condition(statement, "dynamodb:LeadingKeys") or ["*"]  # no condition: every partition
+        attributes = _condition(statement, "dynamodb:Attributes")
+        if any(fnmatch.fnmatchcase("TARGET#x", k) for k in keys) and (attributes is None or "config" in attributes):
+            can.add(roles[role])
+    assert can == writers
+
+
+def test_new_endpoint_configs_are_limited_to_the_configured_instance_types(synthesis: Synthesis) -> None:
+    for synth in (synthesis.default, synthesis.fleet):
+        creates = [s for _, s in statements(synth) if "sagemaker:CreateEndpointConfig" in as_list(s["Action"])]
+        assert len(creates) == 1
+        assert sorted(_condition(creates[0], "sagemaker:InstanceTypes") or []) == sorted(
+            synth.config.endpoint_instance_types
+        )
+        assert creates[0]["Condition"]["Null"] == {"sagemaker:InstanceTypes": "false"}
+
+
+# ------------------------------------------------------------- the calls each function makes, against its policy
+
+# botocore service names whose IAM prefix differs
+IAM_PREFIX = {"resourcegroupstaggingapi": "tag"}
+_KEYWORDS = {"SET", "REMOVE", "ADD", "DELETE", "AND", "OR", "NOT", "IN", "BETWEEN"}
+
+
+def attribute_names(params: dict[str, Any]) -> set[str]:
+    """Every top-level attribute a DynamoDB write names: item and key attributes, and the names in its
+    update and condition expressions (a superset of what `dynamodb:Attributes` counts)."""
+    names = set(params.get("Item") or {}) | set(params.get("Key") or {})
+    aliases = params.get("ExpressionAttributeNames") or {}
+    for field in ("UpdateExpression", "ConditionExpression"):
+        text = params.get(field, "")
+        for m in re.finditer(r"([#:]?[A-Za-z_]\w*)(\s*\()?", text):
+            token, is_function = m.group(1), m.group(2)
+            if not (is_function or token.startswith(":") or token in _KEYWORDS):
+                names.add(aliases.get(token, token))
+    return names
+
+
+def _satisfies(statement: dict[str, Any], call: Any) -> bool:
+    """Whether the call meets the statement's conditions (the scenario's resources carry the managed tag)."""
+    params = call.params
+    for operator, keys in statement.get("Condition", {}).items():
+        for key, raw in keys.items():
+            wanted = [str(v) for v in as_list(raw)]
+            if key == "dynamodb:LeadingKeys":
+                key_item = params.get("Item") or params.get("Key") or {}
+                got = [str(key_item["PK"]["S"])]
+            elif key == "dynamodb:Attributes":
+                got = sorted(attribute_names(params))
+            elif key.startswith(("aws:ResourceTag/", "aws:RequestTag/")):
+                continue  # the harness tags every managed resource; act tags what it creates
+            elif key == "application-autoscaling:service-namespace":
+                got = [params["ServiceNamespace"]]
+            elif key == "application-autoscaling:scalable-dimension":
+                got = [params["ScalableDimension"]]
+            else:
+                raise AssertionError(f"the test does not evaluate condition {operator} {key}: add it")
+            like = operator.endswith("StringLike")
+            if not all(any(fnmatch.fnmatchcase(g, w) if like else g == w for w in wanted) for g in got):
+                return False
+    return True
+
+
+def allowed(role_statements: list[dict[str, Any]], call: Any) -> bool:
+    service = call.site.service
+    action = f"{IAM_PREFIX.get(service, service)}:{call.site.operation}"
+    for statement in role_statements:
+        if not any(fnmatch.fnmatchcase(action, a) for a in as_list(statement["Action"])):
+            continue
+        if "IndexName" in call.params and "/index/gsi1" not in json.dumps(statement["Resource"]):
+            continue
+        if _satisfies(statement, call):
+            return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def recorded_calls() -> list[Any]:
+    """Every AWS call the pipeline's functions make over 16 minutes on moto, a scale-out on every target
+    and a tag-discovery run (at minute 75, a quarter hour) that registers a new tagged endpoint."""
+    import boto3
+
+    from forescale.local.environment import environment_variables
+    from tests.integration.pipeline_harness import ACCOUNT, REGION, ROLE, intercepted_moto, pipeline
+
+    with (
+        environment_variables({"TAG_DISCOVERY": "true"}),
+        intercepted_moto() as (mock, interceptor),
+        pipeline(mock, interceptor) as p,
+    ):
+        sm = boto3.client("sagemaker", region_name=REGION)
+        image = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/vision:1"
+        sm.create_model(ModelName="vision-model", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": image})
+        sm.create_endpoint_config(
+            EndpointConfigName="vision-config-0",
+            ProductionVariants=[
+                {"VariantName": "AllTraffic", "ModelName": "vision-model", "InitialInstanceCount": 1,
+                 "InstanceType": "ml.g5.xlarge"}
+            ],
+        )  # fmt: skip
+        sm.create_endpoint(
+            EndpointName="vision",
+            EndpointConfigName="vision-config-0",
+            Tags=[
+                {"Key": "forescale:managed", "Value": "true"},
+                {"Key": "forescale:catalog", "Value": "ml.g5.xlarge=1.41/60"},
+            ],
+        )
+        interceptor.recording = True
+        p.run_until(76)
+        assert not p.failed_invocations
+        assert p.env.store.get_target("vision/AllTraffic") is not None, "discovery did not register the endpoint"
+        return list(interceptor.calls)
+
+
+@pytest.mark.slow
+def test_every_call_each_function_makes_is_allowed_by_its_synthesized_policy(
+    synthesis: Synthesis, recorded_calls: list[Any]
+) -> None:
+    synth = synthesis.fleet  # tag discovery on: collect describes endpoints
+    by_role: dict[str, list[dict[str, Any]]] = {}
+    for role, statement in statements(synth):
+        by_role.setdefault(role, []).append(statement)
+    stages = {c.site.stage for c in recorded_calls}
+    assert {"collect", "forecast", "plan", "act"} <= stages
+    assert {("collect", "sagemaker", "DescribeEndpoint"), ("collect", "dynamodb", "PutItem")} <= {
+        (c.site.stage, c.site.service, c.site.operation) for c in recorded_calls
+    }
+    denied = sorted(
+        {
+            f"{c.site.id} {sorted(attribute_names(c.params)) if c.site.service == 'dynamodb' else ''}"
+            for c in recorded_calls
+            if not allowed(by_role[role_of(synth, c.site.stage)], c)
+        }
+    )
+    assert not denied, "\n".join(denied)
+
+
+@pytest.mark.parametrize(
+    ("params", "names"),
+    [
+        ({"Key": {"PK": {}, "SK": {}}, "UpdateExpression": "SET #r07 = :v, expiration = :e",
+          "ExpressionAttributeNames": {"#r07": "r07"}}, {"PK", "SK", "r07", "expiration"}),
+        ({"Item": {"PK": {}, "SK": {}, "status": {}},
+          "ConditionExpression": "#st IN (:a, :b) AND attribute_not_exists(PK)",
+          "ExpressionAttributeNames": {"#st": "status"}}, {"PK", "SK", "status"}),
+    ],
+)  # fmt: skip
+def test_attribute_names_reads_items_keys_and_expressions(params: dict[str, Any], names: set[str]) -> None:
+    assert attribute_names(params) == names

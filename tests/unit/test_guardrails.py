@@ -27,6 +27,8 @@ from forescale.domain.guardrails import (
     dead_band,
     hold_on_missing_data,
     max_step,
+    scale_out_per_hour,
+    scale_out_per_step,
     stabilisation_window,
 )
 
@@ -37,6 +39,8 @@ NAMES = {
     "max",
     "account-headroom",
     "max-step",
+    "scale-out-step",
+    "scale-out-hour",
     "stabilisation",
     "cooldown",
     "dead-band",
@@ -197,6 +201,80 @@ def test_max_step(
     check(max_step(proposal, ctx(current, s)), expected, "max-step", shaped)
 
 
+# ----------------------------------------------------------------------------- scale-out per step (3a)
+# A GPU instance at $1.408/h: the default $10/h allowance buys 7 of them.
+GPU_PRICE = 1.408
+
+
+@pytest.mark.parametrize(
+    ("current", "proposal", "factor", "price", "expected", "shaped"),
+    [
+        pytest.param(4, Proposal(1000), 10.0, GPU_PRICE, 40, True, id="given-4-and-a-poisoned-1000-then-10x-is-40"),
+        pytest.param(4, Proposal(40), 10.0, GPU_PRICE, 40, False, id="given-exactly-10x-then-untouched"),
+        pytest.param(1, Proposal(20), 10.0, GPU_PRICE, 10, True, id="given-1-then-10x-beats-the-allowance-of-7"),
+        pytest.param(0, Proposal(20), 10.0, GPU_PRICE, 7, True, id="given-0-then-the-allowance-of-7-instances"),
+        pytest.param(0, Proposal(900), 10.0, 0.015, 666, True, id="given-a-lambda-at-0-then-666-environments"),
+        pytest.param(4, Proposal(1000), None, GPU_PRICE, 1000, False, id="given-the-bound-off-then-untouched"),
+        pytest.param(4, Proposal(1000), 10.0, 0.0, 1000, False, id="given-unpriced-capacity-then-unbounded"),
+        pytest.param(50, Proposal(3), 10.0, GPU_PRICE, 3, False, id="given-a-scale-in-then-untouched"),
+        pytest.param(4, Proposal(1000, floor=60), 10.0, GPU_PRICE, 60, True, id="given-a-floor-above-then-floor"),
+        pytest.param(4, Proposal(9, ceiling=9), 2.0, GPU_PRICE, 9, False, id="given-a-ceiling-below-then-ceiling"),
+    ],
+)
+def test_scale_out_per_step(
+    current: int, proposal: Proposal, factor: float | None, price: float, expected: int, shaped: bool
+) -> None:
+    s = GuardrailSettings(scale_out_step_factor=factor)
+    check(scale_out_per_step(proposal, ctx(current, s, unit_price_per_hour=price)), expected, "scale-out-step", shaped)
+
+
+# ----------------------------------------------------------------------------- scale-out per hour (3b)
+
+
+@pytest.mark.parametrize(
+    ("current", "peak", "proposal", "factor", "expected", "shaped"),
+    [
+        pytest.param(40, 4, Proposal(1000), 10.0, 40, True, id="given-a-peak-of-4-an-hour-ago-then-at-most-40"),
+        pytest.param(30, 4, Proposal(1000), 10.0, 40, True, id="given-30-now-then-still-40"),
+        pytest.param(30, 4, Proposal(40), 10.0, 40, False, id="given-exactly-10x-the-peak-then-untouched"),
+        pytest.param(50, 4, Proposal(60), 10.0, 50, True, id="given-current-above-the-bound-then-hold-current"),
+        pytest.param(1, 1, Proposal(20), 10.0, 10, True, id="given-a-peak-of-1-then-10-not-the-allowance-8"),
+        pytest.param(0, 0, Proposal(20), 10.0, 7, True, id="given-an-idle-day-then-the-allowance"),
+        pytest.param(4, None, Proposal(1000), 10.0, 1000, False, id="given-under-an-hour-of-decisions-then-off"),
+        pytest.param(4, 4, Proposal(1000), None, 1000, False, id="given-the-bound-off-then-untouched"),
+        pytest.param(40, 4, Proposal(10), 10.0, 10, False, id="given-a-scale-in-then-untouched"),
+    ],
+)
+def test_scale_out_per_hour(
+    current: int, peak: int | None, proposal: Proposal, factor: float | None, expected: int, shaped: bool
+) -> None:
+    s = GuardrailSettings(scale_out_hour_factor=factor)
+    c = ctx(current, s, unit_price_per_hour=GPU_PRICE, peak_before_last_hour=peak)
+    check(scale_out_per_hour(proposal, c), expected, "scale-out-hour", shaped)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("scale_out_step_factor", 0.5),
+        ("scale_out_hour_factor", math.inf),
+        ("scale_out_hour_factor", math.nan),
+        ("scale_out_allowance_per_hour", -1.0),
+        ("scale_out_allowance_per_hour", math.nan),
+    ],
+)
+def test_given_a_bad_scale_out_setting_then_the_error_names_it(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=field):
+        GuardrailSettings(**{field: value})
+
+
+def test_given_a_poisoned_recommendation_when_chained_with_defaults_then_both_bounds_name_themselves() -> None:
+    p = apply_chain(1000, ctx(4, unit_price_per_hour=GPU_PRICE, peak_before_last_hour=2))
+    assert p.capacity == 20
+    assert p.shaped_by == ("scale-out-step", "scale-out-hour")
+    assert p.notes[-1] == "scale-out-hour: 4→40 capped at 20, 10× the peak an hour ago 2 or +7 ($10/h)"
+
+
 # ------------------------------------------------------------------------------------ stabilisation (4)
 
 
@@ -320,6 +398,8 @@ def test_default_chain_order_is_the_documented_one() -> None:
         "clamp_min_max",
         "account_headroom",
         "max_step",
+        "scale_out_per_step",
+        "scale_out_per_hour",
         "stabilisation_window",
         "cooldown",
         "dead_band",
@@ -453,6 +533,9 @@ def settings_st(draw) -> GuardrailSettings:
         scale_in_cooldown_s=draw(st.integers(0, 900)),
         dead_band=draw(st.floats(0.0, 0.9)),
         budget_per_hour=draw(st.none() | st.floats(0.0, 500.0)),
+        scale_out_step_factor=draw(st.none() | st.floats(1.0, 20.0)),
+        scale_out_hour_factor=draw(st.none() | st.floats(1.0, 20.0)),
+        scale_out_allowance_per_hour=draw(st.floats(0.0, 50.0)),
     )
 
 
@@ -477,6 +560,7 @@ def context_st(draw) -> GuardrailContext:
         last_change_at=draw(st.none() | st.integers(NOW - 1200, NOW)),
         recent_recommendations=tuple(recent),
         account=account,
+        peak_before_last_hour=draw(st.none() | st.integers(0, 1000)),
     )
 
 
@@ -506,6 +590,17 @@ def test_given_any_settings_and_context_when_chained_then_every_hard_limit_holds
         assert p.capacity >= min(c.current, ceiling, max(floor, affordable))
         if c.current <= ceiling and c.current <= max(floor, affordable):
             assert p.capacity >= c.current
+    # ... never scales out past the per-step and per-hour bounds, unless the floor is above them ...
+    units = (
+        math.inf if c.unit_price_per_hour <= 0 else math.floor(s.scale_out_allowance_per_hour / c.unit_price_per_hour)
+    )
+    bounds = [
+        max(math.ceil(base * factor), base + units)
+        for base, factor in ((c.current, s.scale_out_step_factor), (c.peak_before_last_hour, s.scale_out_hour_factor))
+        if base is not None and factor is not None
+    ]
+    if p.capacity > c.current:
+        assert p.capacity <= max(floor, *bounds) if bounds else True
     # ... explains itself ...
     assert len(p.notes) == len(p.shaped_by)
     assert set(p.shaped_by) <= NAMES

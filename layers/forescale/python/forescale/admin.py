@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from forescale.adapters.state import ConflictError, DynamoStateStore, StateStore
-from forescale.domain.targets import TargetKind
+from forescale.domain.targets import DEFAULT_MAX_CAPACITY, TargetKind
 from forescale.runtime.models import Mode, TargetConfig
 
 
@@ -47,7 +47,7 @@ def add_parsers(sub: Any) -> None:
     add.add_argument("--catalog", type=Path, help="JSON list of {name, price_per_hour, capacity_rps}")
     add.add_argument("--instance-type")
     add.add_argument("--min", dest="min_capacity", type=int, default=0)
-    add.add_argument("--max", dest="max_capacity", type=int, default=1000)
+    add.add_argument("--max", dest="max_capacity", type=int, default=DEFAULT_MAX_CAPACITY)
     add.add_argument("--slo", dest="slo_miss", type=float, default=0.01, help="acceptable spill share, e.g. 0.01")
     add.add_argument("--duration-s", type=float, default=0.1, help="mean Lambda duration until metrics exist")
     add.add_argument("--memory-mb", type=int, default=1024)
@@ -57,6 +57,9 @@ def add_parsers(sub: Any) -> None:
     add.add_argument("--max-step-down", type=int)
     add.add_argument("--stabilisation-window-s", type=int, default=300)
     add.add_argument("--budget-per-hour", type=float)
+    add.add_argument("--scale-out-step-factor", type=float, help="widen the per-step scale-out bound (default 10)")
+    add.add_argument("--scale-out-hour-factor", type=float, help="widen the per-hour scale-out bound (default 10)")
+    add.add_argument("--scale-out-allowance-per-hour", type=float, help="$/h of capacity both allow (default 10)")
     tsub.add_parser("list", help="list registered targets")
     show = tsub.add_parser("show", help="a target's config, applied state and latest decisions")
     show.add_argument("name")
@@ -96,6 +99,9 @@ def _config_from_args(a: argparse.Namespace) -> TargetConfig:
         "stabilisation_window_s": a.stabilisation_window_s,
         "budget_per_hour": a.budget_per_hour,
     }
+    for knob in ("scale_out_step_factor", "scale_out_hour_factor", "scale_out_allowance_per_hour"):
+        if getattr(a, knob) is not None:  # unset: the model's default (on), not None (off)
+            guardrails[knob] = getattr(a, knob)
     try:
         return TargetConfig.model_validate(
             {

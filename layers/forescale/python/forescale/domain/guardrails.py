@@ -6,6 +6,9 @@ They compose as a chain, like the Kubernetes VPA's post-processors, in this orde
 1. clamp to min/max;
 2. account headroom (Lambda: 100 unreserved concurrency stays free; provisioned <= reserved);
 3. maximum step;
+3a. scale-out per step: at most `scale_out_step_factor` × current (or current + the allowance);
+3b. scale-out per hour: at most `scale_out_hour_factor` × the largest capacity decided between a day
+    and an hour ago (or that peak + the allowance), once there is an hour of decisions;
 4. scale-in stabilisation window (the largest recommendation of the last W seconds);
 5. cooldown;
 6. dead-band;
@@ -20,6 +23,15 @@ Precedence: hard limits outrank the missing-data hold. With data missing, capaci
 when an operator lowers `max_capacity`, when the account ceiling shrinks (other functions reserved
 concurrency; AWS would reject more), or when the $/hour budget is exceeded. The account ceiling can
 push below `min_capacity` for the same reason: AWS cannot grant it.
+
+The two scale-out bounds are on by default, so that a poisoned metric (one huge sample) cannot take a
+target to `max_capacity`: they bound what a bad input can cost per hour. Their defaults are generous
+next to real flash crowds (measured on the shared traces, sized for the observed demand: a GPU
+endpoint grows at most 7× in a step (azure-llm-2023's code service, 10 s steps) and 1.9× over its
+peak of the day before the last hour; the steepest Lambda client, servegen-large 073, grows 122×
+from 2 to 220 environments, which the $10/h allowance covers). The allowance, in
+$/hour of capacity, lets small and cheap targets grow from near zero; an operator widens the bounds
+per target or turns them off (`None`).
 """
 
 from __future__ import annotations
@@ -28,15 +40,26 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from forescale.domain.targets import DEFAULT_MAX_CAPACITY
+
 LAMBDA_MIN_UNRESERVED = 100  # AWS keeps this much account concurrency unreserved
+# Scale-out bounds on by default (see the module docstring for the traces they were checked on).
+DEFAULT_SCALE_OUT_STEP_FACTOR = 10.0
+DEFAULT_SCALE_OUT_HOUR_FACTOR = 10.0
+DEFAULT_SCALE_OUT_ALLOWANCE_PER_HOUR = 10.0  # $/hour of capacity either bound allows on top of its factor
 
 
 @dataclass(frozen=True, slots=True)
 class GuardrailSettings:
-    """Per-target knobs. `None` disables a limit. Steps are in capacity units (environments, instances)."""
+    """Per-target knobs. `None` disables a limit. Steps are in capacity units (environments, instances).
+
+    `scale_out_step_factor` and `scale_out_hour_factor` bound growth relative to the current capacity
+    and to the peak decided between a day and an hour ago; `scale_out_allowance_per_hour` ($/hour) is
+    the capacity both allow on top, whatever the factor, so that a target near zero can still grow.
+    """
 
     min_capacity: int = 0
-    max_capacity: int = 10_000
+    max_capacity: int = DEFAULT_MAX_CAPACITY
     max_step_up: int | None = None
     max_step_down: int | None = None
     stabilisation_window_s: int = 0
@@ -44,6 +67,9 @@ class GuardrailSettings:
     scale_in_cooldown_s: int = 0
     dead_band: float = 0.0
     budget_per_hour: float | None = None
+    scale_out_step_factor: float | None = DEFAULT_SCALE_OUT_STEP_FACTOR
+    scale_out_hour_factor: float | None = DEFAULT_SCALE_OUT_HOUR_FACTOR
+    scale_out_allowance_per_hour: float = DEFAULT_SCALE_OUT_ALLOWANCE_PER_HOUR
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_capacity <= self.max_capacity:
@@ -58,6 +84,14 @@ class GuardrailSettings:
             raise ValueError("windows and cooldowns must be >= 0 seconds")
         if self.budget_per_hour is not None and self.budget_per_hour < 0:
             raise ValueError(f"budget_per_hour must be >= 0, got {self.budget_per_hour}")
+        for name in ("scale_out_step_factor", "scale_out_hour_factor"):
+            v = getattr(self, name)
+            if v is not None and not 1 <= v < math.inf:
+                raise ValueError(f"{name} must be a finite number >= 1 or None, got {v}")
+        if not 0 <= self.scale_out_allowance_per_hour < math.inf:
+            raise ValueError(
+                f"scale_out_allowance_per_hour must be a finite number >= 0, got {self.scale_out_allowance_per_hour}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +128,8 @@ class GuardrailContext:
     last_change_at: int | None = None
     recent_recommendations: Sequence[tuple[int, int]] = ()  # (epoch s, capacity), oldest first
     account: AccountHeadroom | None = None
+    # The largest capacity decided between a day and an hour ago; None with under an hour of decisions.
+    peak_before_last_hour: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +202,48 @@ def max_step(p: Proposal, ctx: GuardrailContext) -> Proposal:
     return p
 
 
+def _allowance_units(ctx: GuardrailContext) -> int:
+    """Capacity units that `scale_out_allowance_per_hour` buys ($/hour over $/hour of one unit); free
+    (unpriced) capacity is unbounded, as the budget treats it."""
+    if ctx.unit_price_per_hour <= 0:
+        return 2**31 - 1
+    return int(min(ctx.settings.scale_out_allowance_per_hour / ctx.unit_price_per_hour + 1e-9, 2**31 - 1))
+
+
+def _scale_out_bound(p: Proposal, ctx: GuardrailContext, name: str, base: int, factor: float, of: str) -> Proposal:
+    """Cap a scale-out at max(base × factor, base + the allowance); never below current or the floor."""
+    if p.capacity <= ctx.current:
+        return p
+    allowance = _allowance_units(ctx)
+    limit = max(math.ceil(min(base * factor, 2**31 - 1) - 1e-9), base + allowance)
+    if p.capacity <= limit:
+        return p
+    new = p.bounded(max(limit, ctx.current))
+    return p.shaped(
+        name,
+        new,
+        f"{name}: {ctx.current}→{p.capacity} capped at {new}, {factor:g}× {of} {base}"
+        f" or +{allowance} (${ctx.settings.scale_out_allowance_per_hour:g}/h)",
+    )
+
+
+def scale_out_per_step(p: Proposal, ctx: GuardrailContext) -> Proposal:
+    """One decision may raise capacity to at most `scale_out_step_factor` × current (or + the allowance)."""
+    factor = ctx.settings.scale_out_step_factor
+    if factor is None:
+        return p
+    return _scale_out_bound(p, ctx, "scale-out-step", ctx.current, factor, "the current")
+
+
+def scale_out_per_hour(p: Proposal, ctx: GuardrailContext) -> Proposal:
+    """Capacity may reach at most `scale_out_hour_factor` × the peak decided between a day and an hour
+    ago (or that peak + the allowance): a poisoned metric costs a bounded amount per hour."""
+    factor = ctx.settings.scale_out_hour_factor
+    if factor is None or ctx.peak_before_last_hour is None:
+        return p
+    return _scale_out_bound(p, ctx, "scale-out-hour", ctx.peak_before_last_hour, factor, "the peak an hour ago")
+
+
 def stabilisation_window(p: Proposal, ctx: GuardrailContext) -> Proposal:
     """Scale in only to the largest recommendation of the last W seconds (never above current)."""
     w = ctx.settings.stabilisation_window_s
@@ -232,6 +310,8 @@ DEFAULT_CHAIN: tuple[Guardrail, ...] = (
     clamp_min_max,
     account_headroom,
     max_step,
+    scale_out_per_step,
+    scale_out_per_hour,
     stabilisation_window,
     cooldown,
     dead_band,

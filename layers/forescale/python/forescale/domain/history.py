@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from collections import deque
 
+# A step this many times above both the window's peak and the rate one unit of capacity serves is not
+# believed until the next step confirms it. Real surges stay far below it: the steepest on the shared
+# traces is 100× its day's peak (ServeGen servegen-small client 027, 10-minute steps); a broken or
+# poisoned metric (1e12 req/s) is far above.
+SPIKE_FACTOR = 1000.0
+
 
 class DemandHistory:
     """Observed rates (requests/s), one per step, newest last.
 
     A missing sample (`None`) is stored as missing and *held* at the last value seen when read, the
     way CloudWatch alarms treat INSUFFICIENT_DATA: missing metrics are not zero demand.
+
+    An implausible jump (see `believed`) is recorded as missing too, and kept in `unconfirmed_rps`
+    until the next step confirms or drops it.
     """
 
-    __slots__ = ("_missing", "_values", "last_ts", "missing_run", "observed_steps")
+    __slots__ = ("_missing", "_values", "last_ts", "missing_run", "observed_steps", "unconfirmed_rps")
 
     def __init__(self, maxlen: int) -> None:
         if maxlen < 1:
@@ -22,6 +31,21 @@ class DemandHistory:
         self.last_ts: int | None = None
         self.observed_steps = 0
         self.missing_run = 0
+        self.unconfirmed_rps: float | None = None  # the newest step's rate, held back as implausible
+
+    def implausible(self, rate: float, unit_rps: float, factor: float = SPIKE_FACTOR) -> bool:
+        """Whether `rate` (requests/s) is over `factor` × both the window's peak and `unit_rps`, the rate
+        one unit of capacity serves. With nothing observed yet there is nothing to compare with."""
+        return self.observed_steps > 0 and rate > factor * max(self.peak(len(self._values)), unit_rps)
+
+    def believed(self, rate: float | None, unit_rps: float, factor: float = SPIKE_FACTOR) -> float | None:
+        """The rate to record for the next step: an implausible jump becomes None (missing, held) unless
+        the step before was one too, which confirms it (a second minute saying the same)."""
+        pending, self.unconfirmed_rps = self.unconfirmed_rps, None
+        if rate is None or pending is not None or not self.implausible(rate, unit_rps, factor):
+            return rate
+        self.unconfirmed_rps = rate
+        return None
 
     def append(self, ts: int, rate: float | None) -> None:
         if self.last_ts is not None and ts <= self.last_ts:

@@ -19,6 +19,7 @@ from forescale.domain.guardrails import (
     GuardrailSettings,
     apply_chain,
 )
+from forescale.domain.history import SPIKE_FACTOR
 from forescale.domain.policies import MAX_RATE_RPS, Policy, size_for_rate
 from forescale.domain.targets import Target
 
@@ -30,6 +31,9 @@ class StepInput:
     now: int
     applied: int | None = None  # capacity actually in effect (read back from AWS, or simulated)
     account: AccountHeadroom | None = None
+
+
+HOURLY_PEAK_HOURS = 26  # the day before the last hour, plus the current and the last hour
 
 
 def default_settings(target: Target) -> GuardrailSettings:
@@ -68,6 +72,8 @@ class Planner:
         self.refit_requested = False
         self.forecast_issued_at = -1  # issued_at of the forecast in use (-1: none yet)
         self.last_decided_at: int | None = None
+        # [hour (epoch s // 3600), largest capacity decided in it] for the last day: the per-hour scale-out bound.
+        self.hourly_peaks: deque[list[int]] = deque(maxlen=HOURLY_PEAK_HOURS)
 
     def start_from(self, now: int, capacity: int | None, instance_type: str | None) -> None:
         """A fresh planner starts from what is in effect (read back from AWS), not from its default:
@@ -121,6 +127,15 @@ class Planner:
         it goes through the same guardrails as every decision (max step, ceilings, budget).
         """
         applied = self.requested if step.applied is None else step.applied
+        history = self.policy.history
+        if rate_rps is not None and history.implausible(rate_rps, self.policy.unit_rate_rps()):
+            # Not believed here: the planning step believes it when a second step confirms it.
+            why += f"; spike-confirmation: {rate_rps:.3g} req/s is over {SPIKE_FACTOR:g}× the recent peak, not acted on"
+            last_step = self.last_decided_at
+            hold = Recommendation(self.requested, f"react: {why}", 0.0)
+            decision = self._record(step.now, self.requested, hold, (), (), None, history.last_missing, applied)
+            self.last_decided_at = last_step
+            return decision
         if rate_rps is not None and rate_rps >= 0:
             wanted = size_for_rate(self.target, rate_rps * headroom, self.requested_type)
             demand = rate_rps * headroom
@@ -156,6 +171,7 @@ class Planner:
             last_change_at=self.last_change_at,
             recent_recommendations=tuple(self.recent),
             account=step.account if self.target.is_lambda else None,
+            peak_before_last_hour=self._peak_before_last_hour(now),
         )
         proposal = apply_chain(rec.capacity, ctx, self.chain)
         if new_type is not None and proposal.capacity != rec.capacity:
@@ -178,6 +194,19 @@ class Planner:
             self.recent.popleft()
         return self._record(now, proposal.capacity, rec, proposal.shaped_by, proposal.notes, new_type, missing, applied)
 
+    def _peak_before_last_hour(self, now: int) -> int | None:
+        """The largest capacity decided in the clock hours that ended at least an hour ago, within a day."""
+        hour = now // 3600
+        peaks = [peak for h, peak in self.hourly_peaks if hour - HOURLY_PEAK_HOURS < h <= hour - 2]
+        return max(peaks) if peaks else None
+
+    def _note_peak(self, now: int, capacity: int) -> None:
+        hour = now // 3600
+        if self.hourly_peaks and self.hourly_peaks[-1][0] == hour:
+            self.hourly_peaks[-1][1] = max(self.hourly_peaks[-1][1], capacity)
+        else:
+            self.hourly_peaks.append([hour, capacity])
+
     def _record(
         self,
         now: int,
@@ -191,7 +220,13 @@ class Planner:
     ) -> Decision:
         previous, previous_type = self.requested, self.requested_type
         reason = rec.reason + ("; " + "; ".join(notes) if notes else "")
-        if missing:
+        unconfirmed = self.policy.history.unconfirmed_rps
+        if unconfirmed is not None:
+            reason = (
+                f"spike-confirmation: {unconfirmed:.3g} req/s is over {SPIKE_FACTOR:g}× the recent peak, "
+                "held as missing until the next step confirms it; " + reason
+            )
+        elif missing:
             reason = f"metrics missing for {self.policy.history.missing_run} step(s); " + reason
         decision = Decision(
             target=self.target.name,
@@ -213,6 +248,7 @@ class Planner:
         )
         self.policy.after_decision(previous, decision.capacity, applied, now)
         self.last_decided_at = now
+        self._note_peak(now, capacity)
         if decision.changed:
             self.last_change_at = now
             self.requested = capacity

@@ -77,9 +77,21 @@ class Policy:
         """Steps until a scale-out is usable, at least 1: the horizon a decision must cover."""
         return max(1, math.ceil(self.target.lead_times.up_s / self.step_s))
 
-    def observe(self, ts: int, rate_rps: float | None) -> None:
-        """Record the finished step starting at `ts`; `None` when the metric is missing."""
-        self.history.append(ts, rate_rps)
+    def unit_rate_rps(self) -> float:
+        """Requests/s one unit of capacity serves: a Lambda environment (1 / duration), an instance."""
+        if self.target.is_lambda:
+            return 1 / self.target.duration_s
+        return self.target.instance(None).capacity_rps
+
+    def observe(self, ts: int, rate_rps: float | None) -> float | None:
+        """Record the finished step starting at `ts`; `None` when the metric is missing.
+
+        Returns the rate believed: None for a missing step and for an implausible jump that the next
+        step has yet to confirm (`DemandHistory.believed`), so that subclasses never learn from it.
+        """
+        believed = self.history.believed(rate_rps, self.unit_rate_rps())
+        self.history.append(ts, believed)
+        return believed
 
     def use_forecast(self, forecast: Forecast) -> None:
         """Accept a fresh forecast; only forecast-led policies use it."""
@@ -128,7 +140,7 @@ class StaticPolicy(Policy):
         self.peak = 0.0
 
     def observe(self, ts: int, rate_rps: float | None) -> None:
-        super().observe(ts, rate_rps)
+        rate_rps = super().observe(ts, rate_rps)
         if rate_rps is not None:
             self.peak = max(self.peak, rate_rps)
 
@@ -196,7 +208,7 @@ class TargetTrackingPolicy(Policy):
         self._last_avg = 0.0
 
     def observe(self, ts: int, rate_rps: float | None) -> None:
-        super().observe(ts, rate_rps)
+        rate_rps = super().observe(ts, rate_rps)
         if rate_rps is None:
             self.above = self.below = 0
             return
@@ -485,7 +497,7 @@ class PredictivePolicy(Policy):
         self.forecast = forecast
 
     def observe(self, ts: int, rate_rps: float | None) -> None:
-        super().observe(ts, rate_rps)
+        rate_rps = super().observe(ts, rate_rps)
         self.steps_seen += 1
         if len(self.day_window) == self.day_window.maxlen:
             self.day_sum -= self.day_window[0]

@@ -49,6 +49,12 @@ class LeadTimes:
         return LeadTimes(up_s=360, down_s=60, type_change_s=600)
 
 
+# The one default upper bound of a target's capacity (environments or instances), for configs, the CLI and
+# replay alike. Real traffic needs more than the 1,000 of Lambda's default account limit (a ServeGen client
+# in servegen-small peaks at 1,982 environments), so the cost of a runaway scale-out is bounded by the
+# scale-out guardrails (`forescale.domain.guardrails`), not by this ceiling.
+DEFAULT_MAX_CAPACITY = 10_000
+
 # Lambda prices per GB-second, x86 us-east-1 (the yardstick's model).
 LAMBDA_PC_PRICE_PER_GB_S = 0.0000041667
 LAMBDA_PC_DURATION_PRICE_PER_GB_S = 0.0000097222
@@ -66,7 +72,7 @@ class Target:
     name: str
     kind: TargetKind
     min_capacity: int = 0
-    max_capacity: int = 10_000
+    max_capacity: int = DEFAULT_MAX_CAPACITY
     slo_miss: float = 0.01
     lead: LeadTimes | None = None
     duration_s: float = 0.1

@@ -30,11 +30,16 @@ not zero demand: a bucket without samples is filled from the same bucket a seaso
 interpolation, and missing raw samples are left out of the level and of the errors. An update reads
 only the newest `recent_s` of the history.
 
-Robustness: before fitting, a bucket far above both its neighbours and the same hour on other days
-(> `OUTLIER_SIGMAS` robust deviations, and over twice the history's 95th percentile) is clipped for
-the model and left out of the profile and the calibration, so a one-off load test neither comes
-back tomorrow nor widens the bands. Hours ahead, bands are widened (`BAND_WIDENING`) for the
-day-to-day swings a few calibration days under-sample.
+Robustness: before aggregating, a raw sample over `SPIKE_FACTOR` (1000) × the robust level of its
+bucket and the two beside it (median + `SPIKE_SIGMAS` × 1.4826 MAD, at least the median of the
+history's nonzero samples and half a request per step) is dropped as missing: one poisoned minute
+(1e12 req/s) would otherwise make its hourly mean 1.7e10 and, through the mean rate, the shift that
+the bucket clipping below measures against, so it came back the next day at 5,000× the clean
+forecast. On the shared traces it drops no sample. Then a bucket far above both its neighbours
+and the same hour on other days (> `OUTLIER_SIGMAS` robust deviations, and over twice the
+history's 95th percentile) is clipped for the model and left out of the profile and the
+calibration, so a one-off load test neither comes back tomorrow nor widens the bands. Hours ahead,
+bands are widened (`BAND_WIDENING`) for the day-to-day swings a few calibration days under-sample.
 
 What each target gets:
 - under `min_history_s` of observed buckets (a new target) but some data: a flagged fallback, the
@@ -65,6 +70,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from forescale.domain.forecast import Forecast, SeriesHistory
+from forescale.domain.history import SPIKE_FACTOR
 
 if TYPE_CHECKING:
     import numpy as np
@@ -93,6 +99,7 @@ PROFILE_DAYS = 7
 PATH_SEASONS = 2  # the stored bucket path covers two days; beyond it the last day repeats
 SHIFT_SHARE = 0.2  # c = 20 % of the mean rate (at least half a request per step)
 OUTLIER_SIGMAS = 6.0
+SPIKE_SIGMAS = 6.0  # a raw sample's local level: its buckets' median + this many robust deviations
 MIN_CALIBRATION_S = 6 * 3600  # out-of-sample span needed for calibrated bands
 CALIBRATION_ORIGIN_S = 600  # simulated update origins every 10 minutes
 OFFSETS_PER_BAND = 12
@@ -520,6 +527,9 @@ class StatsForecastAdapter:
             return "zero", None
         raw = raw[len(raw) % k :]  # buckets end at history.end; a partial oldest bucket is dropped
         grid = raw.reshape(-1, k)
+        positive = raw[raw > 0]  # NaN compares False
+        # at least the median of the nonzero samples: a sparse series' bursts are its demand, not spikes
+        dropped = _drop_spikes(grid, max(0.5 / step, float(np.median(positive)) if positive.size else 0.0))
         counts = np.sum(~np.isnan(grid), axis=1)
         sums = np.nansum(grid, axis=1)
         observed = counts > 0
@@ -533,6 +543,8 @@ class StatsForecastAdapter:
         if n_obs < season or n_obs * agg_s < self.min_history_s:
             return "young", None
         notes = [f"buckets {agg_s}s, season {season}"]
+        if dropped:
+            notes.append(f"{dropped} implausible samples (over {SPIKE_FACTOR:g}x their local level) dropped")
         mean_rate = float(np.mean(y[observed][-PROFILE_DAYS * season :]))
         shift = max(0.5 / step, SHIFT_SHARE * mean_rate)
         over = _clip_outliers(y, observed, season, shift)
@@ -977,6 +989,33 @@ def _fill_gaps(y: Array, season: int) -> Array:
         idx = np.arange(len(y))
         y[gaps] = np.interp(idx[gaps], idx[~gaps], y[~gaps])
     return y
+
+
+def _drop_spikes(grid: Array, floor_rps: float) -> int:
+    """Set to NaN, in place, raw samples over `SPIKE_FACTOR` × the robust level of their bucket and its
+    neighbours; returns how many. `grid` is (buckets, samples per bucket), NaN = missing.
+
+    The level of a bucket is the median of its samples + `SPIKE_SIGMAS` × 1.4826 MAD (one poisoned
+    sample moves neither), at least `floor_rps`; a sample's reference is the largest level of its
+    bucket and the two beside it, so a ramp into the next hour stands. With one sample per bucket
+    the bucket itself is left out (it would be its own reference).
+    """
+    import numpy as np
+
+    if grid.size == 0 or not np.isfinite(grid).any():
+        return 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN buckets give NaN, handled by fmax
+        median = np.nanmedian(grid, axis=1)
+        mad = np.nanmedian(np.abs(grid - median[:, None]), axis=1)
+    level = median + SPIKE_SIGMAS * 1.4826 * mad
+    pad = np.concatenate([[np.nan], level, [np.nan]])
+    beside = np.fmax(pad[:-2], pad[2:])
+    reference = beside if grid.shape[1] == 1 else np.fmax(beside, level)
+    bound = SPIKE_FACTOR * np.fmax(reference, floor_rps)  # NaN reference (nothing near): the floor
+    over = grid > bound[:, None]
+    grid[over] = np.nan
+    return int(over.sum())
 
 
 def _clip_outliers(y: Array, observed: Mask, season: int, shift: float) -> Mask:

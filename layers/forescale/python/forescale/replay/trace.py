@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from forescale.domain.targets import InstanceType, LeadTimes, Target, TargetKind
+from forescale.domain.targets import DEFAULT_MAX_CAPACITY, InstanceType, LeadTimes, Target, TargetKind
 
 HEADER = ["timestamp", "target", "requests"]
 
@@ -74,7 +74,7 @@ class TraceTarget:
             kind=kind,
             catalog=catalog,
             min_capacity=min_instances,
-            max_capacity=int(p.get("max_instances", 10_000)),
+            max_capacity=int(p.get("max_instances", DEFAULT_MAX_CAPACITY)),
             lead=lead,
             instance_type=probe.cheapest_type().name,
             slo_miss=float(p.get("slo_miss", 0.01)),

@@ -12,8 +12,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt, model_validator
 
-from forescale.domain.guardrails import GuardrailSettings
-from forescale.domain.targets import InstanceType, LeadTimes, Target, TargetKind
+from forescale.domain.guardrails import (
+    DEFAULT_SCALE_OUT_ALLOWANCE_PER_HOUR,
+    DEFAULT_SCALE_OUT_HOUR_FACTOR,
+    DEFAULT_SCALE_OUT_STEP_FACTOR,
+    GuardrailSettings,
+)
+from forescale.domain.targets import DEFAULT_MAX_CAPACITY, InstanceType, LeadTimes, Target, TargetKind
 
 EVENT_SOURCE = "forescale"
 TargetName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:/-]+$")]
@@ -44,6 +49,11 @@ class GuardrailSpec(_Strict):
     scale_in_cooldown_s: NonNegativeInt = 0
     dead_band: float = Field(default=0.0, ge=0, lt=1)
     budget_per_hour: NonNegativeFloat | None = None
+    scale_out_step_factor: float | None = Field(default=DEFAULT_SCALE_OUT_STEP_FACTOR, ge=1, allow_inf_nan=False)
+    scale_out_hour_factor: float | None = Field(default=DEFAULT_SCALE_OUT_HOUR_FACTOR, ge=1, allow_inf_nan=False)
+    scale_out_allowance_per_hour: float = Field(
+        default=DEFAULT_SCALE_OUT_ALLOWANCE_PER_HOUR, ge=0, allow_inf_nan=False, description="$/hour"
+    )
 
 
 class TargetConfig(_Strict):
@@ -61,7 +71,7 @@ class TargetConfig(_Strict):
     endpoint_name: str | None = Field(default=None, min_length=1, max_length=63)
     variant_name: str | None = Field(default=None, min_length=1, max_length=63)
     min_capacity: NonNegativeInt = 0
-    max_capacity: NonNegativeInt = 1000
+    max_capacity: NonNegativeInt = DEFAULT_MAX_CAPACITY
     slo_miss: float = Field(default=0.01, gt=0, lt=1)
     duration_s: float = Field(default=0.1, gt=0, description="mean Lambda duration when no metric is known yet")
     memory_mb: PositiveInt = 1024
@@ -132,6 +142,9 @@ class TargetConfig(_Strict):
             scale_in_cooldown_s=g.scale_in_cooldown_s,
             dead_band=g.dead_band,
             budget_per_hour=g.budget_per_hour,
+            scale_out_step_factor=g.scale_out_step_factor,
+            scale_out_hour_factor=g.scale_out_hour_factor,
+            scale_out_allowance_per_hour=g.scale_out_allowance_per_hour,
         )
 
 
