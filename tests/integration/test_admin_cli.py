@@ -323,3 +323,31 @@ def test_given_an_endpoint_tagged_with_a_poisoned_catalog_then_discover_apply_sk
     out = capsys.readouterr().out
     assert "skipped:" in out and field in out and "registered" not in out
     assert store.target_records() == []
+
+
+@pytest.mark.parametrize(
+    ("stored", "field"),
+    [
+        ('"duration_s":null', "duration_s"),  # inf as an older version wrote it
+        ('"duration_s":1e400', "duration_s"),
+        ('"duration_s":NaN', "duration_s"),  # not JSON, but pydantic's parser reads it, then refuses it
+        ('"max_capacity":3000000000', "max_capacity"),
+        ('"min_capacity":-1', "min_capacity"),
+        ('"memory_mb":1e30', "memory_mb"),
+        ('"lead_up_s":1000000000', "lead_up_s"),
+        ('"qualifier":"$latest"', "qualifier"),
+    ],
+)
+def test_given_a_poisoned_stored_config_then_reading_it_names_the_field_and_skips_only_it(
+    store: DynamoStateStore, stored: str, field: str
+) -> None:
+    assert main(["targets", "add", "checkout", *LAMBDA]) == 0
+    raw = poisoned("poisoned").replace('"duration_s":null', '"duration_s":0.1')
+    key = stored.split(":", 1)[0]
+    start = raw.index(key)
+    end = min(i for i in (raw.find(",", start), raw.find("}", start)) if i != -1)
+    put_raw_config(store, "poisoned", raw[:start] + stored + raw[end:])
+    (record,) = [r for r in store.target_records() if r.name == "poisoned"]
+    assert record.config is None and record.error is not None
+    assert f"{field}:" in record.error
+    assert [c.name for c in store.list_targets()] == ["checkout"]
