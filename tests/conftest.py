@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from forescale.domain.ratelimit import ManualClock
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -44,3 +49,16 @@ def moto_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
+@pytest.fixture
+def handler_clock() -> Iterator[ManualClock]:
+    """The clock handlers read (`lambda_support.now()`), for tests whose events carry fixed dates: event
+    times are bounded against it (a day back, 5 minutes ahead), so set `now_s` near the events' time."""
+    from forescale.domain.ratelimit import ManualClock
+    from forescale.runtime import lambda_support
+
+    clock = ManualClock(0.0)
+    lambda_support.set_clock(clock)
+    yield clock
+    lambda_support.set_clock(None)

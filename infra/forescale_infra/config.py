@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from forescale.domain.targets import TargetKind
+from forescale.runtime.models import EVENT_SOURCE
 
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = (
@@ -157,6 +158,9 @@ class InfraConfig(_Frozen):
 
     schedules: Schedules = Schedules()
     event_bus_name: str = Field(default="forescale", pattern=r"^[A-Za-z0-9._-]{1,256}$")
+    # Sources applications push forescale.DemandSample from ([]: any source but forescale's own). Only
+    # that detail-type is routed from them; forescale's internal events only from source "forescale".
+    demand_sources: tuple[str, ...] = Field(default=(), max_length=100)
     table_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{3,255}$")  # None: CloudFormation names it
     log_retention_days: int = 30
     kms_key_arn: str | None = None  # customer-managed key for the table; None: the AWS-managed DynamoDB key
@@ -193,6 +197,16 @@ class InfraConfig(_Frozen):
             raise ValueError(
                 f"log_retention_days must be one of CloudWatch's periods {LOG_RETENTION_DAYS}, got {value}"
             )
+        return value
+
+    @field_validator("demand_sources")
+    @classmethod
+    def _producer_sources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for source in value:
+            if not re.fullmatch(r"[A-Za-z0-9._/-]{1,256}", source):
+                raise ValueError(f"demand_sources: {source!r} is not an EventBridge source name")
+            if source == EVENT_SOURCE or source.startswith("aws."):
+                raise ValueError(f"demand_sources: {source!r} is forescale's or AWS's; producers use their own")
         return value
 
     @field_validator("kms_key_arn")

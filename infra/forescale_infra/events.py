@@ -20,9 +20,10 @@ from forescale_infra.functions import ForescaleFunction, ForescaleFunctions
 TARGET_RETRY_ATTEMPTS = 3
 TARGET_MAX_EVENT_AGE = Duration.minutes(15)
 
-# forescale's own events and the function each one drives.
+# The event applications push (from their own sources) and the function it drives.
+PRODUCER_ROUTE = ("collect", "forescale.DemandSample")
+# forescale's own events (source "forescale" only) and the function each one drives.
 ROUTES: dict[str, tuple[str, ...]] = {
-    "collect": ("forescale.DemandSample",),
     "plan": ("forescale.SamplesCollected", "forescale.ForecastReady"),
     "act": ("forescale.DecisionMade",),
     "react": ("forescale.DemandAboveForecast",),
@@ -53,6 +54,8 @@ class SchedulesAndEvents(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         unknown = sorted({d for types in ROUTES.values() for d in types} - set(DETAIL_TYPES))
+        if PRODUCER_ROUTE[1] not in DETAIL_TYPES or any(PRODUCER_ROUTE[1] in t for t in ROUTES.values()):
+            raise ValueError(f"{PRODUCER_ROUTE[1]} must be a runtime detail-type routed from producers only")
         if unknown:
             raise ValueError(f"routes name detail-types the runtime does not define: {unknown}")
         schedules = config.schedules
@@ -98,6 +101,20 @@ class SchedulesAndEvents(Construct):
             )
             rule.add_target(self._target(functions[function_name]))
             self.rules[rule_id] = rule
+
+        # Applications' demand: only that detail-type, only from producers' sources (never forescale's).
+        function_name, detail_type = PRODUCER_ROUTE
+        producers = list(config.demand_sources) or events.Match.anything_but(EVENT_SOURCE)
+        rule_id = "Route" + detail_type.split(".", 1)[1]
+        rule = events.Rule(
+            self,
+            rule_id,
+            event_bus=bus,
+            event_pattern=events.EventPattern(source=producers, detail_type=[detail_type]),
+            description=f"{detail_type} from applications → {function_name}",
+        )
+        rule.add_target(self._target(functions[function_name]))
+        self.rules[rule_id] = rule
 
         # react: CloudWatch alarm state changes (default bus) of the alarms the operator named for forescale.
         alarm_rule = events.Rule(

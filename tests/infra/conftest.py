@@ -33,6 +33,7 @@ FLEET_CONFIG: dict[str, Any] = {
     "region": "eu-west-1",
     "tag_discovery": True,
     "expected_targets": 25_000,
+    "demand_sources": ["com.example.checkout", "com.example.search"],
     "kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
     "alarm_topic_arn": "arn:aws:sns:eu-west-1:123456789012:forescale-ops",
     "targets": [

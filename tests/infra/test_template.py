@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from forescale.runtime.settings import (
     ReactSettings,
     RightsizeSettings,
 )
+from forescale_infra.config import ConfigError, InfraConfig
 from forescale_infra.fanout import CYCLE_OUTPUT, FAILED_OUTPUT, SHARD_OUTPUT
 from tests.infra.conftest import Synth, Synthesis, resolve_name
 
@@ -240,23 +242,64 @@ def test_schedule_expressions_drive_the_right_functions(default: Synth) -> None:
     assert seen == expected
 
 
-def test_custom_bus_routes_forescale_events(default: Synth) -> None:
-    bus = logical_id(default, default.stack.bus.bus)
-    routes: dict[str, set[str]] = {}
-    for props in rule_targets(default).values():
+def bus_routes(synth: Synth) -> dict[str, list[tuple[Any, list[str]]]]:
+    """function → [(the rule's source pattern, its detail-types)] for the rules on forescale's bus."""
+    bus = logical_id(synth, synth.stack.bus.bus)
+    routes: dict[str, list[tuple[Any, list[str]]]] = {}
+    for props in rule_targets(synth).values():
         if props.get("EventBusName") != {"Ref": bus}:
             continue
-        assert props["EventPattern"]["source"] == ["forescale"]
         (target,) = props["Targets"]
         for name in ("collect", "plan", "act", "react"):
-            if target["Arn"]["Fn::GetAtt"][0] == logical_id(default, default.stack.functions[name].function):
-                routes.setdefault(name, set()).update(props["EventPattern"]["detail-type"])
-    assert routes == {
-        "collect": {"forescale.DemandSample"},
-        "plan": {"forescale.SamplesCollected", "forescale.ForecastReady"},
-        "act": {"forescale.DecisionMade"},
-        "react": {"forescale.DemandAboveForecast"},
+            if target["Arn"]["Fn::GetAtt"][0] == logical_id(synth, synth.stack.functions[name].function):
+                pattern = props["EventPattern"]
+                routes.setdefault(name, []).append((pattern["source"], pattern["detail-type"]))
+    return routes
+
+
+def test_custom_bus_routes_internal_events_only_from_forescale_and_demand_only_from_producers(default: Synth) -> None:
+    # Given the default config (no demand_sources): DemandSample from any source but forescale's own,
+    # and forescale's internal detail-types only from source "forescale".
+    assert bus_routes(default) == {
+        "collect": [([{"anything-but": ["forescale"]}], ["forescale.DemandSample"])],
+        "plan": [(["forescale"], ["forescale.SamplesCollected", "forescale.ForecastReady"])],
+        "act": [(["forescale"], ["forescale.DecisionMade"])],
+        "react": [(["forescale"], ["forescale.DemandAboveForecast"])],
     }
+
+
+def test_configured_demand_sources_are_the_only_sources_demand_is_routed_from(fleet: Synth) -> None:
+    assert bus_routes(fleet)["collect"] == [
+        (["com.example.checkout", "com.example.search"], ["forescale.DemandSample"])
+    ]
+
+
+@pytest.mark.parametrize("source", ["forescale", "aws.lambda", "bad source"])
+def test_a_demand_source_that_is_forescales_or_awss_is_refused(source: str) -> None:
+    with pytest.raises(ConfigError, match="demand_sources"):
+        InfraConfig.load({"demand_sources": [source]}, Path("."))
+
+
+def test_every_example_event_would_be_routed_by_the_deployed_rules(default: Synth) -> None:
+    # The events/ fixtures are what producers and forescale send: each must match its rule's source.
+    routes = bus_routes(default)
+    for path in sorted((Path(__file__).resolve().parents[2] / "events").glob("*.json")):
+        event = json.loads(path.read_text())
+        if event["source"].startswith("aws.") or not any(
+            event["detail-type"] in t for r in routes.values() for _, t in r
+        ):
+            continue  # schedules and alarms use the default bus; ActionApplied/Failed go to no function
+        matching = [
+            sources
+            for rules in routes.values()
+            for sources, types in rules
+            if event["detail-type"] in types
+            and (
+                event["source"] in sources
+                or (sources[0] == {"anything-but": ["forescale"]} and event["source"] != "forescale")
+            )
+        ]
+        assert len(matching) == 1, path.name
 
 
 def test_alarm_state_changes_of_forescale_alarms_go_to_react(default: Synth) -> None:

@@ -762,7 +762,10 @@ def handler_env(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Modul
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "forescale")
     module = act_module()
     module.reset()
+    # The handler bounds event times against its clock (issue 15): run it on the world's, like the decisions.
+    module.lambda_support.set_clock(world.clock)
     yield module
+    module.lambda_support.set_clock(None)
     module.reset()
 
 
@@ -781,7 +784,7 @@ def test_the_handler_applies_once_per_event_and_sweeps_on_schedule(world: World,
     assert other_copy["counts"].get("in-flight", 0) == 0 and other_copy["counts"]["skipped"] == 1
     assert world.faults.mutations() == {"PutProvisionedConcurrencyConfig": 1}
 
-    world.clock.advance(61)  # the handler's own clock is real time; the extension's READY comes from ours
+    world.clock.advance(61)  # the handler and the extension's READY both run on the world's clock
     swept = handler_env.handler(scheduled_event(int(START) + 120, "forescale-act-sweep"), context)
     assert swept["trigger"] == "sweep" and swept["counts"]["completed"] == 1
     assert world.status(detail).status is S.APPLIED

@@ -1,10 +1,18 @@
-"""`forescale targets ...` and `forescale pause|resume` against the table on moto."""
+"""`forescale targets ...` and `forescale pause|resume` against the table on moto.
+
+Issue 15 item 1: a poisoned target config is refused at every entry (the CLI, `targets discover
+--apply`), and one already stored (by an older version or by hand) stops nothing: the other targets
+are listed, the bad one is named in an ERROR log line and an `InvalidTargetConfigs` metric, and
+`targets list|show|remove` still work on it.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -12,7 +20,7 @@ from moto import mock_aws
 
 from forescale.adapters.state import DynamoStateStore, table_definition
 from forescale.cli import main
-from forescale.runtime.models import Mode
+from forescale.runtime.models import Mode, TargetConfig
 
 
 @pytest.fixture
@@ -159,3 +167,187 @@ def test_given_remove_then_config_goes_and_decisions_stay(store: DynamoStateStor
     )
     assert main(["targets", "remove", "x"]) == 0
     assert store.get_target("x") is None and len(store.list_decisions("x")) == 1
+
+
+# ---------------------------------------------------------------- issue 15: poisoned configs
+
+LAMBDA = ["--kind", "lambda-provisioned", "--function-name", "checkout", "--qualifier", "live"]
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--duration-s", "inf"], "duration_s"),
+        (["--duration-s", "nan"], "duration_s"),
+        (["--duration-s", "-1"], "duration_s"),
+        (["--memory-mb", str(10**30)], "memory_mb"),
+        (["--max", str(2**31)], "max_capacity"),
+        (["--min", "-3"], "min_capacity"),
+        (["--slo", "nan"], "slo_miss"),
+        (["--budget-per-hour", "nan"], "guardrails.budget_per_hour"),
+        (["--budget-per-hour", "inf"], "guardrails.budget_per_hour"),
+        (["--max-step-up", str(2**31)], "guardrails.max_step_up"),
+        (["--stabilisation-window-s", "-1"], "guardrails.stabilisation_window_s"),
+    ],
+)
+def test_given_a_poisoned_number_then_targets_add_exits_2_naming_target_and_field_and_stores_nothing(
+    store: DynamoStateStore, capsys: pytest.CaptureFixture[str], args: list[str], field: str
+) -> None:
+    assert main(["targets", "add", "checkout", *LAMBDA, *args]) == 2
+    err = capsys.readouterr().err
+    assert "target checkout" in err and f"{field}:" in err
+    assert store.target_records() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--function-name", "arn:aws:lambda:us-east-1:999999999999:function:theirs"], "function_name"),
+        (["--function-name", "pay\u202eload"], "function_name"),
+        (["--qualifier", "$latest"], "qualifier"),
+    ],
+)
+def test_given_a_name_that_is_not_this_accounts_function_or_alias_then_targets_add_refuses_it(
+    store: DynamoStateStore, capsys: pytest.CaptureFixture[str], args: list[str], field: str
+) -> None:
+    assert main(["targets", "add", "checkout", *LAMBDA, *args]) == 2
+    assert f"{field}:" in capsys.readouterr().err
+    assert store.target_records() == []
+
+
+def test_given_a_memory_that_is_not_a_whole_number_then_argparse_names_the_option(store: DynamoStateStore) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["targets", "add", "checkout", *LAMBDA, "--memory-mb", "1e30"])
+    assert exited.value.code == 2
+
+
+def put_raw_config(store: DynamoStateStore, name: str, config: str) -> None:
+    """A config item as an older forescale (inf written as null) or a hand edit left it."""
+    store._db.put_item(
+        TableName="forescale",
+        Item={
+            "PK": {"S": f"TARGET#{name}"},
+            "SK": {"S": "CONFIG"},
+            "gsi1pk": {"S": "TARGET"},
+            "gsi1sk": {"S": name},
+            "config": {"S": config},
+            "version": {"N": "1"},
+        },
+    )
+
+
+def poisoned(name: str) -> str:
+    good = TargetConfig(name=name, kind="lambda-provisioned", function_name="f", qualifier="live", version=1)  # type: ignore[arg-type]
+    return good.model_dump_json().replace('"duration_s":0.1', '"duration_s":null')
+
+
+def emf_metrics(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{") and '"_aws"' in line]
+
+
+def test_given_a_stored_config_that_no_longer_validates_then_the_others_are_listed_and_it_is_named(
+    store: DynamoStateStore, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    assert main(["targets", "add", "checkout", *LAMBDA]) == 0
+    put_raw_config(store, "poisoned", poisoned("poisoned"))
+    capsys.readouterr()
+    with caplog.at_level(logging.WARNING):
+        listed = store.list_targets()
+        got = store.get_target("poisoned")
+    assert [c.name for c in listed] == ["checkout"] and got is None
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert errors and all("poisoned" in r.getMessage() and "duration_s" in r.getMessage() for r in errors)
+    metrics = emf_metrics(capsys.readouterr().out)
+    assert [(m["target"], m["InvalidTargetConfigs"]) for m in metrics] == [("poisoned", [1.0])] * 2
+
+
+def test_given_a_stored_config_that_no_longer_validates_then_list_show_and_remove_still_work(
+    store: DynamoStateStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["targets", "add", "checkout", *LAMBDA]) == 0
+    raw = poisoned("poisoned")
+    put_raw_config(store, "poisoned", raw)
+    capsys.readouterr()
+
+    assert main(["targets", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("checkout\tlambda-provisioned")
+    assert lines[1].startswith("poisoned\tINVALID\t") and "duration_s" in lines[1]
+
+    assert main(["targets", "show", "poisoned"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert "duration_s" in shown["config"]["invalid"] and shown["config"]["stored"] == raw
+
+    assert main(["targets", "remove", "poisoned"]) == 0
+    assert [r.name for r in store.target_records()] == ["checkout"]
+
+
+def test_given_plan_inputs_with_an_invalid_stored_config_then_that_target_reads_as_unregistered(
+    store: DynamoStateStore,
+) -> None:
+    assert main(["targets", "add", "checkout", *LAMBDA]) == 0
+    put_raw_config(store, "poisoned", poisoned("poisoned"))
+    inputs = store.plan_inputs(["checkout", "poisoned"])
+    assert inputs["checkout"].config is not None and inputs["poisoned"].config is None
+
+
+def tagged_endpoint(catalog: str) -> None:
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    sagemaker.create_model(
+        ModelName="m",
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/sm",
+        PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/model:1"},
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="c",
+        ProductionVariants=[
+            {"VariantName": "AllTraffic", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.g4dn.xlarge"}
+        ],
+    )
+    sagemaker.create_endpoint(
+        EndpointName="ranker",
+        EndpointConfigName="c",
+        Tags=[{"Key": "forescale:managed", "Value": "true"}, {"Key": "forescale:catalog", "Value": catalog}],
+    )
+
+
+@pytest.mark.parametrize(
+    ("catalog", "field"),
+    [("ml.g4dn.xlarge=inf/75", "price_per_hour"), ("ml.g4dn.xlarge=0.736/nan", "capacity_rps")],
+)
+def test_given_an_endpoint_tagged_with_a_poisoned_catalog_then_discover_apply_skips_it_naming_the_field(
+    store: DynamoStateStore, capsys: pytest.CaptureFixture[str], catalog: str, field: str
+) -> None:
+    tagged_endpoint(catalog)
+    assert main(["targets", "discover", "--apply"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped:" in out and field in out and "registered" not in out
+    assert store.target_records() == []
+
+
+@pytest.mark.parametrize(
+    ("stored", "field"),
+    [
+        ('"duration_s":null', "duration_s"),  # inf as an older version wrote it
+        ('"duration_s":1e400', "duration_s"),
+        ('"duration_s":NaN', "duration_s"),  # not JSON, but pydantic's parser reads it, then refuses it
+        ('"max_capacity":3000000000', "max_capacity"),
+        ('"min_capacity":-1', "min_capacity"),
+        ('"memory_mb":1e30', "memory_mb"),
+        ('"lead_up_s":1000000000', "lead_up_s"),
+        ('"qualifier":"$latest"', "qualifier"),
+    ],
+)
+def test_given_a_poisoned_stored_config_then_reading_it_names_the_field_and_skips_only_it(
+    store: DynamoStateStore, stored: str, field: str
+) -> None:
+    assert main(["targets", "add", "checkout", *LAMBDA]) == 0
+    raw = poisoned("poisoned").replace('"duration_s":null', '"duration_s":0.1')
+    key = stored.split(":", 1)[0]
+    start = raw.index(key)
+    end = min(i for i in (raw.find(",", start), raw.find("}", start)) if i != -1)
+    put_raw_config(store, "poisoned", raw[:start] + stored + raw[end:])
+    (record,) = [r for r in store.target_records() if r.name == "poisoned"]
+    assert record.config is None and record.error is not None
+    assert f"{field}:" in record.error
+    assert [c.name for c in store.list_targets()] == ["checkout"]

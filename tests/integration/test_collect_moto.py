@@ -34,6 +34,7 @@ from forescale.adapters.cloudwatch import CloudWatchMetrics
 from forescale.adapters.events import RecordingPublisher
 from forescale.adapters.state import DynamoStateStore, InMemoryStateStore, table_definition
 from forescale.domain.forecast import Forecast
+from forescale.domain.ratelimit import ManualClock
 from forescale.domain.targets import TargetKind
 from forescale.local.environment import create_stand_in_function
 from forescale.runtime import lambda_support
@@ -273,9 +274,10 @@ def test_given_300_targets_then_collect_makes_one_get_metric_data_call_per_500_q
     assert store.load_history("ep007/AllTraffic", m[-1], m[-1] + 60).rates == [8 / 60]
 
 
-def test_given_a_pushed_demand_sample_then_it_is_stored(aws: Aws) -> None:
+def test_given_a_pushed_demand_sample_then_it_is_stored(aws: Aws, handler_clock: ManualClock) -> None:
     aws.store.put_target(lambda_target("checkout-api", "checkout", "live"))
     t = 1_795_435_320
+    handler_clock.now_s = t + 65  # pushed just after the minute ended
     detail = {"target": "checkout-api", "timestamp": t, "requests": 5400, "duration_ms": 84.5, "concurrency": 9}
     result = aws.handler.handler(demand_sample(detail), FakeContext())
     assert result["samples_stored"] == 1
@@ -284,7 +286,10 @@ def test_given_a_pushed_demand_sample_then_it_is_stored(aws: Aws) -> None:
     assert aws.calls == []
 
 
-def test_given_pushed_demand_for_an_unregistered_target_then_the_handler_raises_naming_it(aws: Aws) -> None:
+def test_given_pushed_demand_for_an_unregistered_target_then_the_handler_raises_naming_it(
+    aws: Aws, handler_clock: ManualClock
+) -> None:
+    handler_clock.now_s = 1_795_435_320 + 65
     detail = {"target": "nobody", "timestamp": 1_795_435_320, "requests": 1}
     with pytest.raises(UnknownTargetError, match="nobody"):
         aws.handler.handler(demand_sample(detail), FakeContext())

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
+from forescale.domain.ratelimit import ManualClock
 from forescale.local.environment import LocalEnvironment, environment_variables, function_env, provision
 from forescale.local.router import LambdaContextStub, load_handler, scheduled_event
 from forescale.runtime.models import DecisionStatus, DemandSampleDetail, Mode, TargetConfig
@@ -19,7 +20,8 @@ START = 1_795_392_000  # 2026-11-23 00:00 UTC
 
 
 @pytest.fixture
-def aws(moto_credentials: None) -> Iterator[LocalEnvironment]:
+def aws(moto_credentials: None, handler_clock: ManualClock) -> Iterator[LocalEnvironment]:
+    handler_clock.now_s = START + 3600  # the events below are dated in the first hour after START
     with mock_aws(), environment_variables(function_env("forescale", "forescale")):
         env = provision(functions=("plan", "react"))
         made: list[dict[str, Any]] = []
@@ -152,8 +154,9 @@ def test_given_an_ok_alarm_or_someone_elses_alarm_then_react_ignores_it(aws: Loc
 
 @pytest.mark.slow
 def test_given_a_day_of_samples_when_forecast_runs_then_statsforecast_forecasts_and_plan_uses_it(
-    aws: LocalEnvironment,
+    aws: LocalEnvironment, handler_clock: ManualClock
 ) -> None:
+    handler_clock.now_s = START + 1500 * 60
     register(aws)
     rates = [50.0 + 40.0 * ((i // 60) % 24 >= 8) for i in range(1500)]
     put_minutes(aws, "checkout-api", rates)
@@ -181,6 +184,9 @@ def test_given_a_day_of_samples_when_forecast_runs_then_statsforecast_forecasts_
         ("act", "decision-made.json", lambda e: e.update({"detail-type": "forescale.Nope"}), "not handled here"),
         ("react", "demand-above-forecast.json", lambda e: e["detail"].update(observed_rps=-3), "detail.observed_rps"),
         ("react", "alarm-state-change.json", lambda e: e["detail"].pop("alarmName"), "alarmName"),
+        # Issue 15: a forged reaction "from" the future would have pinned the target at its maximum.
+        ("react", "demand-above-forecast.json", lambda e: e["detail"].update(timestamp=4_000_000_000), "timestamp"),
+        ("plan", "samples-collected.json", lambda e: e["detail"].update(period_start=START + 86_400), "period_start"),
         ("plan", "forecast-ready.json", lambda e: e["detail"].update(targets=["ok"] * 5000), "detail.targets"),
     ],
 )

@@ -50,6 +50,8 @@ REASONS = {
     "the event cannot be encoded as JSON: ": "not JSON",
     "-byte limit": "too large",
     " is not handled here; expected one of [": "detail-type not handled",
+    " s after now (": "a time in the future",  # `detail.<field>: <t> is <n> s after now (<now>)`
+    " s before now (": "a time too long ago",
 }
 
 
@@ -85,10 +87,10 @@ def finite(value: Any) -> bool:
     return True
 
 
-def attempt(raw: Any, accepted: tuple[str, ...] = ALL) -> Any:
+def attempt(raw: Any, accepted: tuple[str, ...] = ALL, now: int | None = None) -> Any:
     """The parsed model, or None for an `EventError`; any other exception escapes (and fails the test)."""
     try:
-        parsed = parse_event(raw, accepted)
+        parsed = parse_event(raw, accepted, now)
     except EventError as exc:
         event(f"rejected: {check_rejection(exc)}")
         return None
@@ -242,8 +244,10 @@ name_chars = string.ascii_letters + string.digits + "_.:/-"
 target_names = st.text(name_chars, min_size=1, max_size=128)
 plain_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=16)  # what pydantic's str accepts
 ints = st.integers(-(2**63), 2**63 - 1)
-counts = st.integers(0, 2**31)
-rates = st.floats(min_value=0, max_value=1e300, allow_nan=False, allow_infinity=False) | st.integers(0, 10**9)
+counts = st.integers(0, 2**31 - 1)  # Lambda concurrency and instance counts are 32-bit
+epochs = st.integers(0, 4_102_444_800)  # event times: up to 2100 (their distance from now is parse_event's)
+# requests/s: above MAX_RATE_RPS (1e12) is more than any capacity serves and refused as poison
+rates = st.floats(min_value=0, max_value=1e12, allow_nan=False, allow_infinity=False) | st.integers(0, 10**9)
 finite_json = st.recursive(
     st.none() | st.booleans() | ints | st.floats(allow_nan=False, allow_infinity=False) | plain_text,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(plain_text, inner, max_size=3),
@@ -260,30 +264,31 @@ DETAILS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         {"target": target_names, "timestamp": st.integers(946684800, 4102444800), "requests": rates},
         optional=opt(
             period_s=st.integers(1, 86_400),
-            duration_ms=st.none() | rates,
+            duration_ms=st.none()
+            | st.floats(min_value=0, max_value=900_000, allow_nan=False, allow_infinity=False),  # Lambda's 15 minutes
             concurrency=st.none() | rates,
             spillover=st.none() | rates,
             throttles=st.none() | rates,
-            latency_ms=st.none() | rates,
-            gpu_utilization=st.none() | rates,
+            latency_ms=st.none() | st.floats(min_value=0, max_value=3_600_000, allow_nan=False, allow_infinity=False),
+            gpu_utilization=st.none() | st.floats(min_value=0, max_value=10_000, allow_nan=False, allow_infinity=False),
         ),
     ),
     "forescale.SamplesCollected": st.fixed_dictionaries(
-        {"period_start": ints, "targets": st.lists(target_names, max_size=5)},
+        {"period_start": epochs, "targets": st.lists(target_names, max_size=5)},
         optional=opt(missing=st.lists(target_names, max_size=3)),
     ),
     "forescale.DemandAboveForecast": st.fixed_dictionaries(
-        {"target": target_names, "timestamp": ints, "observed_rps": rates, "upper_rps": rates}
+        {"target": target_names, "timestamp": epochs, "observed_rps": rates, "upper_rps": rates}
     ),
     "forescale.ForecastReady": st.fixed_dictionaries(
-        {"issued_at": ints, "targets": st.lists(target_names, max_size=5)},
+        {"issued_at": epochs, "targets": st.lists(target_names, max_size=5)},
         optional=opt(shard=counts, models=st.dictionaries(plain_text, plain_text, max_size=3)),
     ),
     "forescale.DecisionMade": st.fixed_dictionaries(
         {
             "decision_id": plain_text,
             "target": target_names,
-            "decided_at": ints,
+            "decided_at": epochs,
             "capacity": counts,
             "previous": counts,
             "mode": st.sampled_from([m.value for m in Mode]),
@@ -319,7 +324,8 @@ DETAILS["Scheduled Event"] = st.dictionaries(plain_text, finite_json, max_size=3
 SOURCES = {
     "Scheduled Event": st.sampled_from(["aws.events", "aws.scheduler"]),
     "CloudWatch Alarm State Change": st.just("aws.cloudwatch"),
-    "forescale.DemandSample": plain_text,  # pushed by applications: any source
+    # pushed by applications from their own source: never forescale's, never an AWS one
+    "forescale.DemandSample": plain_text.filter(lambda s: s != "forescale" and not s.startswith("aws.")),
 }
 assert set(DETAILS) == set(MODELS)
 
@@ -429,7 +435,9 @@ def test_parse_or_reject_logs_and_counts_what_parse_event_rejects(
 ) -> None:
     metrics.clear_metrics()
     log_lines.clear()
-    expected = attempt(case, accepted)
+    now = 1_795_435_400  # parse_or_reject bounds event times against the handlers' clock
+    expected = attempt(case, accepted, now)
+    lambda_support.set_clock(lambda: now)
     try:
         parsed = lambda_support.parse_or_reject(case, accepted)
     except EventError as exc:
@@ -440,6 +448,8 @@ def test_parse_or_reject_logs_and_counts_what_parse_event_rejects(
         assert [r["message"] for r in records] == ["invalid event"], "the rejection must be logged once"
         assert records[0]["error"] == str(exc)
         return
+    finally:
+        lambda_support.set_clock(None)
     assert parsed == expected
     assert invalid_events_counted() == 0
     assert not "".join(log_lines).strip()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from forescale.runtime.events import MODELS, EventError, parse_event
+from forescale.runtime.models import CLOCK_SKEW_S, MAX_EVENT_AGE_S
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 FILES = sorted(EVENTS.glob("*.json"))
@@ -25,10 +27,15 @@ def test_every_detail_type_has_an_example_file() -> None:
     assert seen == set(MODELS)
 
 
+def sent_at(event: dict[str, Any]) -> int:
+    """The envelope's time (epoch s): the clock at which the example is realistic."""
+    return int(datetime.fromisoformat(event["time"].replace("Z", "+00:00")).timestamp())
+
+
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
 def test_given_an_example_event_when_parsed_then_its_model_accepts_it(path: Path) -> None:
     event = json.loads(path.read_text())
-    parsed = parse_event(event, tuple(MODELS))
+    parsed = parse_event(event, tuple(MODELS), now=sent_at(event))
     assert parsed.id == event["id"]
     assert isinstance(parsed, MODELS[event["detail-type"]])
 
@@ -156,3 +163,66 @@ def test_given_a_huge_id_then_the_message_shows_only_its_start() -> None:
         parse_event(event, tuple(MODELS))
     assert "x" * 100 + "... (100000 characters) is invalid: detail.capacity" in str(err.value)
     assert len(str(err.value)) < 500
+
+
+# ---------------------------------------------------------------- times and sources (issue 15, items 2 and 9)
+
+TIMED = [
+    ("demand-above-forecast.json", "timestamp"),
+    ("samples-collected.json", "period_start"),
+    ("forecast-ready.json", "issued_at"),
+    ("decision-made.json", "decided_at"),
+    ("demand-sample.json", "timestamp"),
+]
+
+
+@pytest.mark.parametrize(("name", "field"), TIMED)
+@pytest.mark.parametrize("offset_s", [3600, 400_000_000, -2 * 86_400])
+def test_given_a_time_far_from_now_then_the_event_is_refused_naming_the_field(
+    name: str, field: str, offset_s: int
+) -> None:
+    # Given an example event with one of its times an hour or 12 years ahead of the receiver's clock,
+    # or two days behind it (a forged DemandAboveForecast "from" the future pinned a target at max).
+    event = load(name)
+    now = sent_at(event)
+    event["detail"][field] = now - now % 60 + offset_s
+    with pytest.raises(EventError, match=rf"detail\.{field}"):
+        parse_event(event, tuple(MODELS), now=now)
+
+
+def test_given_the_forged_demand_above_forecast_of_the_issue_then_it_is_refused() -> None:
+    event = load("demand-above-forecast.json")
+    event["detail"].update(timestamp=9_999_999_000, observed_rps=1e9)
+    with pytest.raises(EventError, match=r"detail\.timestamp"):
+        parse_event(event, tuple(MODELS), now=sent_at(event))
+
+
+def test_given_a_sample_whose_period_ends_in_the_future_then_it_is_refused() -> None:
+    event = load("demand-sample.json")
+    event["detail"]["period_s"] = 86_400  # starts a minute ago, "covers" the coming day
+    with pytest.raises(EventError, match=r"detail\.timestamp \+ period_s: \d+ is \d+ s after now"):
+        parse_event(event, tuple(MODELS), now=sent_at(event))
+
+
+def test_given_times_within_the_skew_and_the_age_limit_then_they_are_accepted() -> None:
+    event = load("decision-made.json")
+    now = sent_at(event)
+    for decided_at in (now + CLOCK_SKEW_S, now - MAX_EVENT_AGE_S):
+        event["detail"]["decided_at"] = decided_at
+        assert parse_event(event, tuple(MODELS), now=now).detail.decided_at == decided_at
+
+
+@pytest.mark.parametrize("source", ["forescale", "aws.events"])
+def test_given_a_demand_sample_from_forescales_or_awss_source_then_it_is_refused(source: str) -> None:
+    event = load("demand-sample.json")
+    event["source"] = source
+    with pytest.raises(EventError, match=r"source: .*not a producer's source"):
+        parse_event(event, tuple(MODELS), now=sent_at(event))
+
+
+@pytest.mark.parametrize("name", ["samples-collected.json", "decision-made.json", "demand-above-forecast.json"])
+def test_given_an_internal_event_from_a_producers_source_then_it_is_refused(name: str) -> None:
+    event = load(name)
+    event["source"] = load("demand-sample.json")["source"]
+    with pytest.raises(EventError, match=r"source: Input should be 'forescale'"):
+        parse_event(event, tuple(MODELS), now=sent_at(event))

@@ -88,7 +88,12 @@ GPU30 = replace(GPU, max_capacity=30)
         pytest.param("predictive", FN300, [HUGE], None, 300, id="given-the-largest-float-then-no-overflow-to-inf"),
         # Calm capacity holds the scale-in for `hold_steps` (3) steps; the drop is still scored (no log(0)).
         pytest.param(
-            "predictive", FN300, [8.98846567431158e307, 0.0], None, 300, id="given-a-huge-rate-then-a-drop-then-no-log-0"
+            "predictive",
+            FN300,
+            [8.98846567431158e307, 0.0],
+            None,
+            300,
+            id="given-a-huge-rate-then-a-drop-then-no-log-0",
         ),
         pytest.param(
             "predictive",

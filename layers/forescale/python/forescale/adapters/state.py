@@ -46,6 +46,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from forescale.domain.forecast import Forecast, SeriesHistory
 from forescale.runtime.models import (
     AppliedState,
@@ -53,6 +55,7 @@ from forescale.runtime.models import (
     DecisionStatus,
     DemandSampleDetail,
     TargetConfig,
+    validation_problems,
 )
 
 if TYPE_CHECKING:
@@ -103,6 +106,43 @@ class PlanInputs:
     forecast_issued_at: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class TargetRecord:
+    """A stored target config as read: `config` when it validates, else None and `error` says why.
+
+    A config written by an older version or by hand may no longer validate; it must not stop the
+    other targets, and the operator must still be able to see it (`raw`) and remove it.
+    """
+
+    name: str
+    config: TargetConfig | None
+    raw: str
+    error: str | None = None
+
+
+def _target_record(name: str, raw: Any) -> TargetRecord:
+    """Parse a stored config (the item's `config` attribute; anything, if edited by hand)."""
+    raw = raw if isinstance(raw, str) else json.dumps(raw, default=str)
+    try:
+        return TargetRecord(name, TargetConfig.model_validate_json(raw), raw)
+    except ValidationError as exc:
+        return TargetRecord(name, None, raw, validation_problems(exc))
+
+
+def _report_invalid(record: TargetRecord) -> None:
+    """An ERROR log line and an `InvalidTargetConfigs` metric (dimension `target`) naming the target and field."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    from forescale.runtime.observability import NAMESPACE, logger
+
+    logger.error(
+        f"target {record.name}: its stored config is invalid and is skipped: {record.error}",
+        extra={"target": record.name, "error": record.error},
+    )
+    with single_metric(name="InvalidTargetConfigs", unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
+        metric.add_dimension(name="target", value=record.name[:250] or "?")
+
+
 class ConflictError(Exception):
     """A conditional write lost a race (someone else changed the item first)."""
 
@@ -141,6 +181,15 @@ class StateStore(ABC):
 
     @abstractmethod
     def list_targets(self) -> list[TargetConfig]: ...
+
+    def target_record(self, name: str) -> TargetRecord | None:
+        """The stored config of `name` as read, valid or not (None: not registered)."""
+        cfg = self.get_target(name)
+        return None if cfg is None else TargetRecord(cfg.name, cfg, cfg.model_dump_json())
+
+    def target_records(self) -> list[TargetRecord]:
+        """Every stored config as read, valid or not, by name."""
+        return [TargetRecord(c.name, c, c.model_dump_json()) for c in self.list_targets()]
 
     @abstractmethod
     def delete_target(self, name: str) -> None:
@@ -561,7 +610,7 @@ class DynamoStateStore(StateStore):
             cfg = items.get((f"TARGET#{n}", "CONFIG"))
             state = items.get((f"TARGET#{n}", "STATE"))
             out[n] = PlanInputs(
-                TargetConfig.model_validate_json(cfg["config"]) if cfg else None,
+                self._valid_config(n, cfg.get("config")) if cfg else None,
                 _planner_record(items.get((f"TARGET#{n}", "PLANNER"))),
                 AppliedState.model_validate_json(state["state"]) if state else AppliedState(target=n),
                 metas[n][0],
@@ -631,22 +680,47 @@ class DynamoStateStore(StateStore):
         return new
 
     def get_target(self, name: str) -> TargetConfig | None:
+        """The target's config; None if it is not registered or its stored config is invalid (reported)."""
         item = self._get(f"TARGET#{name}", "CONFIG")
-        return TargetConfig.model_validate_json(item["config"]) if item else None
+        return self._valid_config(name, item.get("config")) if item else None
+
+    def _valid_config(self, name: str, raw: Any) -> TargetConfig | None:
+        record = _target_record(name, raw)
+        if record.config is None:
+            _report_invalid(record)
+        return record.config
 
     def list_targets(self) -> list[TargetConfig]:
+        """Every target whose stored config validates; an invalid one is skipped and reported by name."""
+        out: list[TargetConfig] = []
+        for record in self.target_records():
+            if record.config is None:
+                _report_invalid(record)
+            else:
+                out.append(record.config)
+        return out
+
+    def target_record(self, name: str) -> TargetRecord | None:
+        item = self._get(f"TARGET#{name}", "CONFIG")
+        return _target_record(name, item.get("config")) if item else None
+
+    def target_records(self) -> list[TargetRecord]:
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": "gsi1",
             "KeyConditionExpression": "gsi1pk = :t",
             "ExpressionAttributeValues": _item({":t": "TARGET"}),
         }
-        out: list[TargetConfig] = []
+        out: list[TargetRecord] = []
         while True:
             resp = self._db.query(**kwargs)
-            out.extend(TargetConfig.model_validate_json(_plain(i)["config"]) for i in resp.get("Items", []))
+            for raw in resp.get("Items", []):
+                item = _plain(raw)
+                out.append(
+                    _target_record(str(item.get("gsi1sk", item["PK"].removeprefix("TARGET#"))), item.get("config"))
+                )
             if "LastEvaluatedKey" not in resp:
-                return sorted(out, key=lambda c: c.name)
+                return sorted(out, key=lambda r: r.name)
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
     def delete_target(self, name: str) -> None:

@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from forescale.domain.targets import TargetKind
-from forescale.runtime.models import InstanceTypeSpec, Mode, TargetConfig
+from forescale.runtime.models import InstanceTypeSpec, Mode, TargetConfig, validation_problems
 
 if TYPE_CHECKING:
     from mypy_boto3_resourcegroupstaggingapi.client import ResourceGroupsTaggingAPIClient
@@ -218,6 +218,4 @@ def _draft(resource: str, **fields: Any) -> TargetConfig | Skipped:
 
 
 def _first_error(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors())
-    return str(exc)
+    return validation_problems(exc) if isinstance(exc, ValidationError) else str(exc)

@@ -82,8 +82,8 @@ class GuardrailSettings:
             raise ValueError(f"dead_band must be in [0, 1), got {self.dead_band}")
         if min(self.stabilisation_window_s, self.scale_in_cooldown_s, self.scale_out_cooldown_s) < 0:
             raise ValueError("windows and cooldowns must be >= 0 seconds")
-        if self.budget_per_hour is not None and self.budget_per_hour < 0:
-            raise ValueError(f"budget_per_hour must be >= 0, got {self.budget_per_hour}")
+        if self.budget_per_hour is not None and not self.budget_per_hour >= 0:  # NaN fails too; inf: unlimited
+            raise ValueError(f"budget_per_hour must be a number >= 0 ($/hour), got {self.budget_per_hour}")
         for name in ("scale_out_step_factor", "scale_out_hour_factor"):
             v = getattr(self, name)
             if v is not None and not 1 <= v < math.inf:

@@ -1,8 +1,14 @@
 """EventBridge envelope models for every trigger and internal event, and the one parser handlers use.
 
 Each model is Powertools' `EventBridgeModel` with a typed `detail`, so a malformed event fails with
-a pydantic error that names the field. `parse_event` picks the model by `detail-type` and turns
-every failure into an `EventError` that says what was wrong with which event.
+a pydantic error that names the field. `parse_event` picks the model by `detail-type`, checks the
+detail's times against the receiver's clock, and turns every failure into an `EventError` that says
+what was wrong with which event.
+
+Sources: forescale's internal detail-types are accepted only from `source = forescale`; the one
+event applications push, `forescale.DemandSample`, only from a source of their own (never
+`forescale`, never an `aws.` one), so a producer cannot pass for forescale (the stack's rules and
+docs/security.md say how its PutEvents permission is narrowed to that detail-type).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from typing import Any, Literal
 
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from forescale.runtime.models import (
     EVENT_SOURCE,
@@ -21,8 +27,10 @@ from forescale.runtime.models import (
     DecisionMadeDetail,
     DemandAboveForecastDetail,
     DemandSampleDetail,
+    EventDetail,
     ForecastReadyDetail,
     SamplesCollectedDetail,
+    validation_problems,
 )
 
 MAX_EVENT_BYTES = 256 * 1024  # EventBridge's entry limit; anything larger is not a real event
@@ -42,9 +50,16 @@ class ForescaleEvent(EventBridgeModel):
 
 
 class DemandSampleEvent(EventBridgeModel):
-    """Pushed by applications, so any source; the detail is what is checked."""
+    """Pushed by applications from their own source (see the module docstring)."""
 
     detail: DemandSampleDetail
+
+    @field_validator("source")
+    @classmethod
+    def _producer_source(cls, value: str) -> str:
+        if value == EVENT_SOURCE or value.startswith("aws."):
+            raise ValueError(f"{value!r} is not a producer's source: applications push DemandSample from their own")
+        return value
 
 
 class SamplesCollectedEvent(ForescaleEvent):
@@ -100,8 +115,12 @@ MODELS: Mapping[str, type[EventBridgeModel]] = {
 }
 
 
-def parse_event(event: Any, accepted: tuple[str, ...]) -> EventBridgeModel:
-    """Validate `event` as one of the `accepted` detail-types; EventError names what is wrong."""
+def parse_event(event: Any, accepted: tuple[str, ...], now: int | None = None) -> EventBridgeModel:
+    """Validate `event` as one of the `accepted` detail-types; EventError names what is wrong.
+
+    With `now` (epoch s, the handler's clock), the detail's times must lie within
+    [now - MAX_EVENT_AGE_S, now + CLOCK_SKEW_S] (see `forescale.runtime.models.EventDetail`).
+    """
     if not isinstance(event, dict):
         raise EventError(f"the event must be a JSON object, got {type(event).__name__}")
     try:
@@ -120,22 +139,26 @@ def parse_event(event: Any, accepted: tuple[str, ...]) -> EventBridgeModel:
             )
         )
     try:
-        return parse(event=event, model=MODELS[detail_type])
+        parsed = parse(event=event, model=MODELS[detail_type])
     except ValidationError as exc:
-        raise EventError(_printable(f"{detail_type} event {event_id} is invalid: {_problems(exc)}")) from exc
+        raise EventError(_printable(f"{detail_type} event {event_id} is invalid: {validation_problems(exc)}")) from exc
     except Exception as exc:  # Powertools wraps pydantic errors in its own types
         cause = exc.__cause__ if isinstance(exc.__cause__, ValidationError) else None
         if cause is not None:
-            raise EventError(_printable(f"{detail_type} event {event_id} is invalid: {_problems(cause)}")) from exc
+            raise EventError(
+                _printable(f"{detail_type} event {event_id} is invalid: {validation_problems(cause)}")
+            ) from exc
         raise EventError(_printable(f"{detail_type} event {event_id} is invalid: {exc}")) from exc
-
-
-def _problems(exc: ValidationError) -> str:
-    """`field.path: what is wrong` for each error, without echoing the (possibly huge) input."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-        for err in exc.errors(include_url=False, include_input=False, include_context=False)
-    )
+    detail = getattr(parsed, "detail", None)
+    if now is not None and isinstance(detail, EventDetail):
+        problems = detail.time_problems(now)
+        if problems:
+            target = getattr(detail, "target", None)
+            about = f" (target {target})" if target else ""
+            raise EventError(
+                _printable(f"{detail_type} event {event_id}{about} is invalid: detail.{'; detail.'.join(problems)}")
+            )
+    return parsed
 
 
 def _show(value: Any, render: Callable[[Any], str] = str, limit: int = 100) -> str:

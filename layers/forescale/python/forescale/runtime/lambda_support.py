@@ -107,7 +107,7 @@ def parse_or_reject(event: Any, accepted: tuple[str, ...]) -> EventBridgeModel:
     """The event parsed by its model; a bad one is logged, counted (InvalidEvents) and re-raised, so
     Lambda's asynchronous retries and then the function's DLQ keep it."""
     try:
-        return parse_event(event, accepted)
+        return parse_event(event, accepted, now())  # event times are bounded against this clock
     except EventError as exc:
         from aws_lambda_powertools.metrics import MetricUnit
 

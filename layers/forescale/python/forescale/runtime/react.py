@@ -17,7 +17,8 @@ from forescale.domain.planner import StepInput
 from forescale.runtime.models import DecisionMadeDetail, DemandAboveForecastDetail, TargetConfig
 from forescale.runtime.plan import decision_made, decision_record, restore_planner
 
-ALARM_TARGET_SEPARATOR = "--"  # alarm name: <prefix><target>[--<anything>]
+MAX_TARGET_NAME = 128  # TargetName's length limit
+ALARM_TARGET_SEPARATOR = "--"  # alarm name: <prefix><target>[--<anything>]; a target name may contain it
 
 
 @dataclass(slots=True)
@@ -27,12 +28,18 @@ class ReactSummary:
     ignored: list[str] = field(default_factory=list)  # not forescale's, not ALARM, or an unknown target
 
 
-def target_of_alarm(alarm_name: str, prefix: str) -> str | None:
-    """The target an alarm belongs to, from its name `<prefix><target>[--<suffix>]`; None if not ours."""
+def alarm_target_candidates(alarm_name: str, prefix: str) -> list[str]:
+    """The target names an alarm `<prefix><target>[--<suffix>]` may belong to, longest first.
+
+    Target names may contain the separator themselves (`api--canary`), so the alarm
+    `forescale-api--canary--spillover` may be `api--canary`'s or `api`'s: the caller takes the first
+    candidate that is registered, so the most specific target wins. [] if the alarm is not ours.
+    """
     if not alarm_name.startswith(prefix):
-        return None
-    name = alarm_name[len(prefix) :].split(ALARM_TARGET_SEPARATOR, 1)[0]
-    return name or None
+        return []
+    parts = alarm_name[len(prefix) :].split(ALARM_TARGET_SEPARATOR)
+    names = (ALARM_TARGET_SEPARATOR.join(parts[:n]) for n in range(len(parts), 0, -1))
+    return [n for n in names if 0 < len(n) <= MAX_TARGET_NAME]  # longer ones cannot be registered
 
 
 class ReactService:
@@ -46,8 +53,10 @@ class ReactService:
 
     def on_alarm(self, alarm_name: str, state: str, at: int, reason: str = "") -> ReactSummary:
         summary = ReactSummary()
-        name = target_of_alarm(alarm_name, self.alarm_prefix)
-        if name is None or state != "ALARM":
+        candidates = alarm_target_candidates(alarm_name, self.alarm_prefix) if state == "ALARM" else []
+        # A few reads at most (one per separator in the name), however many targets are registered.
+        name = next((n for n in candidates if self.store.get_target(n) is not None), None)
+        if name is None:
             summary.ignored.append(alarm_name)
             return summary
         made = self._react(name, at, None, f"alarm {alarm_name} is in ALARM ({reason[:200]})", summary)
