@@ -217,12 +217,11 @@ def _restore_into(obj: object, name: str, enc: Any, floats: _Floats) -> None:
 
 
 def _restore_object(obj: object, fields: dict[str, Any], floats: _Floats) -> None:
-    expected = set(_attrs(obj))
-    if set(fields) != expected:
-        raise SnapshotError(
-            f"{type(obj).__name__}: snapshot fields differ (missing {sorted(expected - set(fields))}, "
-            f"unknown {sorted(set(fields) - expected)})"
-        )
+    # A field this version added and the snapshot lacks keeps the fresh planner's value, so an upgrade
+    # that adds state does not reset every planner; a field this version does not know is an error.
+    unknown = set(fields) - set(_attrs(obj))
+    if unknown:
+        raise SnapshotError(f"{type(obj).__name__}: snapshot has fields this version does not know: {sorted(unknown)}")
     for name, enc in fields.items():
         _restore_into(obj, name, enc, floats)
     if isinstance(obj, _SortedWindow):
