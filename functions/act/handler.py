@@ -48,6 +48,7 @@ METRICS = {
 }
 
 _services: dict[tuple[ActSettings, object], ActService] = {}
+_installed: list[ActService] = []  # a service a test or the local runner put in place of the built one
 _lambda_client: list[Any] = []
 
 
@@ -91,14 +92,30 @@ def build_service(
     )
 
 
+def install_service(service: ActService) -> None:
+    """Make every invocation in this process use `service` (an instrumented one, in tests) until `reset`.
+
+    The one way to put a service in place: it does not depend on the settings or the clock at the time
+    it is installed, so a harness cannot register it under a key the handler never looks up."""
+    _installed[:] = [service]
+
+
+def installed_service() -> ActService | None:
+    """The service `install_service` put in place, if any."""
+    return _installed[0] if _installed else None
+
+
 def reset() -> None:
     """Forget cached services and clients (tests switch between moto contexts)."""
     _services.clear()
+    _installed.clear()
     _lambda_client.clear()
     lambda_support.reset()
 
 
 def _service(settings: ActSettings) -> ActService:
+    if _installed:
+        return _installed[0]
     # One per process: the limiter's schedule must carry over between warm invocations. Keyed by the
     # clock too, so that a limiter never mixes wall time with a local run's simulated time.
     key = (settings, lambda_support.clock_in_use())
