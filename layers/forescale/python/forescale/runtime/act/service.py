@@ -371,11 +371,12 @@ class ActService:
     def _backoff_after(self, s: AppliedState, outcome: Outcome, asked: int, now: int) -> ActBackoff:
         """The backoff after a refusal: doubled for the same error class, started over for a new one."""
         prev = s.backoff
-        same = prev is not None and (prev.operation, prev.error_code) == (outcome.action, outcome.error_code)
+        operation = outcome.action.split(" ", 1)[0]  # the API name: the adapters append the resource and value
+        same = prev is not None and (prev.operation, prev.error_code) == (operation, outcome.error_code)
         failures = prev.failures + 1 if prev is not None and same else 1
         delay = min(self.options.backoff_first_s * 2 ** (failures - 1), self.options.backoff_max_s)
         return ActBackoff(
-            operation=outcome.action,
+            operation=operation,
             error_code=outcome.error_code or "Unknown",
             failures=failures,
             since=prev.since if prev is not None and same else now,
