@@ -88,7 +88,7 @@ class OpenWork:
     """act's note that a target has work left: its newest open decision or in-flight operation."""
 
     target: str
-    decided_at: int  # the decision it is about; a note is only replaced by one as new or newer
+    decided_at: int  # the decision it is about
     urgency: float = 0.0  # requests/s expected to miss capacity while it waits
     due_at: int = 0  # not worth looking at before (a backoff, an allocation that takes a minute)
 
@@ -219,11 +219,12 @@ class StateStore(ABC):
 
     @abstractmethod
     def mark_open_work(self, work: OpenWork) -> None:
-        """Note (or move) a target's open work, unless a note about a newer decision is there."""
+        """Note (or replace) a target's open work. Unconditional: act's sweep re-reads the target's
+        decisions when it looks at a note, so a note only has to say where to look."""
 
     @abstractmethod
     def clear_open_work(self, target: str, decided_at: int) -> None:
-        """Remove the note, unless it is about a decision newer than `decided_at`."""
+        """Remove the target's note (`decided_at`: the decision that was closed, for the log)."""
 
     @abstractmethod
     def list_open_work(self) -> list[OpenWork]: ...
@@ -813,19 +814,10 @@ class DynamoStateStore(StateStore):
             "urgency": round(work.urgency, 6),
             "due_at": work.due_at,
         }
-        cond = "attribute_not_exists(PK) OR decided_at <= :d"
-        self._conditional_put(values, cond, cond_values={":d": work.decided_at})
+        self._db.put_item(TableName=self._table, Item=_item(values))
 
     def clear_open_work(self, target: str, decided_at: int) -> None:
-        try:
-            self._db.delete_item(
-                TableName=self._table,
-                Key=_item({"PK": OPEN_WORK_PK, "SK": target}),
-                ConditionExpression="attribute_not_exists(PK) OR decided_at <= :d",
-                ExpressionAttributeValues=_item({":d": decided_at}),
-            )
-        except self._db.exceptions.ConditionalCheckFailedException:
-            return  # a newer decision's note: still open
+        self._db.delete_item(TableName=self._table, Key=_item({"PK": OPEN_WORK_PK, "SK": target}))
 
     def _partition(self, pk: str) -> list[dict[str, Any]]:
         """Every item of one small partition (act's index and bounds), paginated."""
@@ -1043,16 +1035,10 @@ class InMemoryStateStore(StateStore):
     # ---------------------------------------------------------------- act's open work and bounds
 
     def mark_open_work(self, work: OpenWork) -> None:
-        with self._lock:
-            cur = self.open_work.get(work.target)
-            if cur is None or cur.decided_at <= work.decided_at:
-                self.open_work[work.target] = work
+        self.open_work[work.target] = work
 
     def clear_open_work(self, target: str, decided_at: int) -> None:
-        with self._lock:
-            cur = self.open_work.get(target)
-            if cur is not None and cur.decided_at <= decided_at:
-                del self.open_work[target]
+        self.open_work.pop(target, None)
 
     def list_open_work(self) -> list[OpenWork]:
         return sorted(self.open_work.values(), key=lambda w: w.target)

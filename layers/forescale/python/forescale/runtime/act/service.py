@@ -109,7 +109,7 @@ class ActOptions:
     reconcile_every_s: int = 900  # a quiet target's real capacity is re-read at most this often
     rotation_per_sweep: int = 100  # quiet targets a sweep looks at, next in name order after the last
     reconcile_reads_per_sweep: int = 30  # of those, at most this many re-read from AWS per sweep
-    poll_after_s: int = 50  # an allocation is not polled sooner (they take a minute or two)
+    poll_after_s: int = 60  # an allocation is not polled sooner (AWS takes a minute or two)
     account_settings_max_age_s: int = 60  # GetAccountSettings is read at most this often
     backoff_first_s: int = 180  # a refused change waits this long before its first retry, then doubles
     backoff_max_s: int = 3600
@@ -195,26 +195,40 @@ class ActService:
         targets of the rotation."""
         run = self._begin(now)
         seen: set[str] = set()
-        work: list[Work] = []
         notes = [w for w in self.store.list_open_work() if w.due_at <= now]
         notes.sort(key=lambda w: (-w.urgency, w.due_at, w.target))
+        # Changes still owed first (largest expected spill first), then polls of operations in flight
+        # (noted with urgency 0): when the limiter's time is short, applying beats confirming.
+        owed = [n for n in notes if n.urgency > 0]
+        self._apply_work(run, self._survey_notes(run, owed, seen, time_left_s), time_left_s)
+        rest = [n for n in notes if n.urgency <= 0]
+        work = self._survey_notes(run, rest, seen, time_left_s)
+        self.floor.give_back(run.paused)
+        self._rotate(run, seen, work, time_left_s)
+        self._apply_work(run, work, time_left_s)
+        self._publish(run)
+        return run.summary
+
+    def _survey_notes(
+        self, run: ActRun, notes: list[OpenWork], seen: set[str], time_left_s: Callable[[], float] | None
+    ) -> list[Work]:
+        work: list[Work] = []
         for note in notes:
             if _out_of_time(time_left_s, self.options.stop_with_s_left):
                 run.summary.add("left-queued")
                 continue
             seen.add(note.target)
             work.extend(self._survey_safely(note.target, run, note))
-        self.floor.give_back(run.paused)
-        self._rotate(run, seen, work, time_left_s)
+        return work
+
+    def _apply_work(self, run: ActRun, work: list[Work], time_left_s: Callable[[], float] | None) -> None:
         work.sort(key=lambda w: (-w[2], -(w[0].capacity - w[0].previous), w[0].decided_at))
-        for record, allowed, _ in work:
+        for record, allowed, urgency in work:
             if _out_of_time(time_left_s, self.options.stop_with_s_left):
                 run.summary.add("left-queued")
-                self.store.mark_open_work(OpenWork(record.target, record.decided_at, _urgency(record), now))
+                self.store.mark_open_work(OpenWork(record.target, record.decided_at, urgency, run.now))
                 continue
             self._guarded(record, run, partial(self._process, record, run, allowed))
-        self._publish(run)
-        return run.summary
 
     def reconcile(self, target: str, now: int) -> AppliedState:
         """Bring `target`'s AppliedState in line with AWS (finishing its in-flight operation if AWS has)."""
@@ -474,15 +488,18 @@ class ActService:
         self, record: DecisionRecord, outcome: Outcome, run: ActRun, state: AppliedState | None
     ) -> None:
         """Keep the open-work index: a note while the decision is owed or its operation runs, none after."""
+        urgency = _urgency(record)
         if outcome.status is S.IN_FLIGHT:
-            due = run.now + self.options.poll_after_s
+            due, urgency = run.now + self.options.poll_after_s, 0.0  # a poll: after the changes still owed
         elif outcome.status is S.DEFERRED:
             backoff = state.backoff if state is not None else None
             due = backoff.until if backoff is not None and backoff.until > run.now else run.now
+        elif outcome.status is S.SUPERSEDED:
+            return  # the newer decision that superseded it has the target's note
         else:
             self.store.clear_open_work(record.target, record.decided_at)
             return
-        self.store.mark_open_work(OpenWork(record.target, record.decided_at, _urgency(record), due))
+        self.store.mark_open_work(OpenWork(record.target, record.decided_at, urgency, due))
 
     @staticmethod
     def _log_outcome(record: DecisionRecord, outcome: Outcome, state: AppliedState | None) -> None:
@@ -646,7 +663,7 @@ class ActService:
                     self._supersede(older, allowed, newest, run)
             allowed = self._claimable(newest, run.now)
             if allowed:
-                candidate = (newest, allowed, note.urgency if note is not None else _urgency(newest))
+                candidate = (newest, allowed, max(note.urgency if note is not None else 0.0, _urgency(newest)))
             elif newest.status is S.IN_FLIGHT and (
                 state.in_flight is None or state.in_flight.decision_id != newest.decision_id
             ):
