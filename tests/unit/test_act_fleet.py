@@ -91,7 +91,8 @@ def test_given_aws_refuses_every_decision_for_an_hour_then_act_backs_off_and_say
     assert len(errors) == 1
     assert len(logs.at(logging.WARNING)) == 4  # "refused again; backing off", one per retry
     error = next(r for r in logs.records if r.levelno == logging.ERROR)
-    assert (getattr(error, "target"), getattr(error, "action"), getattr(error, "error_code")) == (
+    fields = vars(error)  # Powertools puts `extra` on the record
+    assert (fields["target"], fields["action"], fields["error_code"]) == (
         "orders",
         "PutProvisionedConcurrencyConfig",
         "AccessDeniedException",
