@@ -15,7 +15,8 @@ How one decision goes (every outcome carries a human-readable reason in the deci
    a conditional write, so a redelivered event or a second act never applies the same decision twice.
 3. Reconcile: finish the target's in-flight operation if AWS has finished it. What AWS has is read
    back unless the AppliedState holds a capacity that forescale set and AWS confirmed (and nothing
-   failed since): a fresh claim trusts it, a re-claimed one (a crash, an expired lease) reads AWS.
+   failed since): a PENDING claim trusts it (and clears the mark until its own outcome is recorded);
+   a DEFERRED or re-claimed one (a crash, an expired lease, a lost state write) reads AWS.
    While another operation is in flight the decision is DEFERRED.
 4. Apply through the target's actuator.
 5. Record: the AppliedState first (optimistic `version`, re-read and retried on a conflict), then the
@@ -312,9 +313,9 @@ class ActService:
             run.summary.add("skipped")
             run.summary.add("lost-claims")
             return
-        # A fresh claim may trust what forescale set and AWS confirmed; a re-claimed or re-derived
-        # one (a crash after AWS accepted, a lost record) reads AWS back.
-        trust = not allowed & {S.APPLYING, S.IN_FLIGHT}
+        # A fresh claim may trust what forescale set and AWS confirmed; a deferred, re-claimed or
+        # re-derived one (a crash after AWS accepted, a lost state write) reads AWS back.
+        trust = allowed == {S.PENDING}
         outcome = self._apply(cfg, claimed, run, trust)
         if outcome is not None:
             self._finish(claimed, outcome, run)
@@ -340,6 +341,10 @@ class ActService:
                     f"started {waited} s ago) to finish; retried next cycle",
                 )
             assert actual is not None  # nosec B101  # read whenever nothing is in flight; narrows the type for mypy
+            if actual.trusted:
+                # Trust is spent by use: until this change's outcome is recorded (and confirmed), the
+                # next claim reads AWS back, so a change whose record was lost is never sent twice.
+                self._update_state(cfg.name, lambda s: {"confirmed_at": 0} if s.confirmed_at else None)
             return self._actuator(cfg).apply(cfg, record, actual, run)
         except DeferredError as exc:
             return Outcome(S.DEFERRED, exc.what, f"deferred to the next cycle: {exc}", error_code=exc.code)
