@@ -1,5 +1,12 @@
-"""act's Lambda: applies `forescale.DecisionMade` decisions and, on its schedule, sweeps for the ones an
-event missed (deferred, expired leases, in-flight operations). The logic is `forescale.runtime.act`.
+"""act's Lambda: applies `forescale.DecisionMade` decisions and, on its schedule, sweeps the open-work
+index (deferred decisions, expired leases, in-flight operations, what a timed-out run left). The logic
+is `forescale.runtime.act`.
+
+Triggers: one EventBridge event (a DecisionMade, or the schedule), or an SQS batch whose records'
+bodies are DecisionMade events (EventBridge → SQS → act): the batch is applied together, largest
+expected spill first; a record that does not parse is reported in `batchItemFailures`, so SQS retries
+it and then moves it to the queue's DLQ. An invocation stops starting new decisions 10 s before its
+timeout: what it did not reach stays in the open-work index for the next sweep.
 
 Deploy with reserved concurrency 1: the Lambda rate limiter lives in this process, and AWS's 15
 control-plane calls per second are per account, so two concurrent act invocations would share it.
@@ -7,12 +14,15 @@ control-plane calls per second are per account, so two concurrent act invocation
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 
 from forescale.adapters.autoscaling import ApplicationAutoScaling
@@ -23,7 +33,8 @@ from forescale.adapters.state import DynamoStateStore
 from forescale.domain.ratelimit import CallGate, TokenBucket
 from forescale.runtime import lambda_support
 from forescale.runtime.act import ActOptions, ActService, ActSummary
-from forescale.runtime.events import DecisionMadeEvent, EventError, ScheduledEvent
+from forescale.runtime.events import DecisionMadeEvent, EventError, ScheduledEvent, parse_event
+from forescale.runtime.models import DecisionMadeDetail
 from forescale.runtime.observability import logger, metrics, tracer
 from forescale.runtime.settings import ActSettings
 
@@ -45,9 +56,12 @@ METRICS = {
     "errors": "ActErrors",
     "publish-errors": "PublishErrors",
     "state-conflicts": "StateConflicts",
+    "backing-off": "ActionsBackingOff",
+    "left-queued": "DecisionsLeftQueued",
 }
 
 _services: dict[tuple[ActSettings, object], ActService] = {}
+_installed: list[ActService] = []  # a service a test or the local runner put in place of the built one
 _lambda_client: list[Any] = []
 
 
@@ -91,14 +105,30 @@ def build_service(
     )
 
 
+def install_service(service: ActService) -> None:
+    """Make every invocation in this process use `service` (an instrumented one, in tests) until `reset`.
+
+    The one way to put a service in place: it does not depend on the settings or the clock at the time
+    it is installed, so a harness cannot register it under a key the handler never looks up."""
+    _installed[:] = [service]
+
+
+def installed_service() -> ActService | None:
+    """The service `install_service` put in place, if any."""
+    return _installed[0] if _installed else None
+
+
 def reset() -> None:
     """Forget cached services and clients (tests switch between moto contexts)."""
     _services.clear()
+    _installed.clear()
     _lambda_client.clear()
     lambda_support.reset()
 
 
 def _service(settings: ActSettings) -> ActService:
+    if _installed:
+        return _installed[0]
     # One per process: the limiter's schedule must carry over between warm invocations. Keyed by the
     # clock too, so that a limiter never mixes wall time with a local run's simulated time.
     key = (settings, lambda_support.clock_in_use())
@@ -113,12 +143,14 @@ def emit_metrics(summary: ActSummary) -> None:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=summary[key])
 
 
-def run(service: ActService, event: EventBridgeModel, now: int) -> dict[str, Any]:
+def run(
+    service: ActService, event: EventBridgeModel, now: int, time_left_s: Callable[[], float] | None = None
+) -> dict[str, Any]:
     """Sweep on the schedule, apply the decision otherwise; the summary is logged and emitted as metrics."""
     if isinstance(event, ScheduledEvent):
-        trigger, summary = "sweep", service.sweep(now)
+        trigger, summary = "sweep", service.sweep(now, time_left_s)
     elif isinstance(event, DecisionMadeEvent):
-        trigger, summary = "decision", service.apply_decisions([event.detail], now)
+        trigger, summary = "decision", service.apply_decisions([event.detail], now, time_left_s)
     else:  # parse_event only returns the accepted models
         raise EventError(f"act does not handle {type(event).__name__}")
     emit_metrics(summary)
@@ -127,12 +159,47 @@ def run(service: ActService, event: EventBridgeModel, now: int) -> dict[str, Any
     return result
 
 
+def run_batch(
+    service: ActService, event: dict[str, Any], context: Any, now: int, time_left_s: Callable[[], float] | None
+) -> dict[str, Any]:
+    """An SQS batch of DecisionMade events, applied together; unparseable records go back to SQS."""
+    details: list[DecisionMadeDetail] = []
+
+    def parse_record(record: SQSRecord) -> None:
+        parsed = parse_event(json.loads(record.body), ("forescale.DecisionMade",))
+        assert isinstance(parsed, DecisionMadeEvent)  # nosec B101  # parse_event returns the accepted model
+        details.append(parsed.detail)
+
+    processor = BatchProcessor(event_type=EventType.SQS)
+    response = process_partial_response(event=event, record_handler=parse_record, processor=processor, context=context)
+    failures = response.get("batchItemFailures", [])
+    if failures:
+        logger.error("invalid records in the batch", extra={"failed": [f["itemIdentifier"] for f in failures]})
+        metrics.add_metric(name="InvalidEvents", unit=MetricUnit.Count, value=len(failures))
+    summary = service.apply_decisions(details, now, time_left_s)
+    emit_metrics(summary)
+    logger.info("act finished", extra={"trigger": "batch", "records": len(details), "counts": summary.as_dict()})
+    return dict(response)
+
+
+def _time_left(context: Any) -> Callable[[], float] | None:
+    """Seconds left in this invocation; None on a simulated clock (the limiter's waits take no wall time)."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if lambda_support.clock_in_use() is not None or not callable(remaining):
+        return None
+    return lambda: float(remaining()) / 1000.0
+
+
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = ActSettings.from_env()
+    now = lambda_support.now()  # wall time in Lambda; the local demo's simulated clock when it sets one
+    if isinstance(event, dict) and "Records" in event:  # EventBridge → SQS → act: the claims keep it idempotent
+        return run_batch(_service(settings), event, context, now, _time_left(context))
     parsed = lambda_support.parse_or_reject(event, ACCEPTED)
     service = _service(settings)
-    now = lambda_support.now()  # wall time in Lambda; the local demo's simulated clock when it sets one
-    return lambda_support.once(settings, "act", parsed.id, lambda: run(service, parsed, now), context)
+    return lambda_support.once(
+        settings, "act", parsed.id, lambda: run(service, parsed, now, _time_left(context)), context
+    )

@@ -509,6 +509,9 @@ class LoadResult:
     aws_calls: int = 0
     limiter_grants: int = 0  # tokens act's Lambda limiter gave out
     max_grants_any_fake_1s: int = 0  # the most in any 1 s of the fake clock
+    # The most mutating Lambda calls (answered or not) in any 1 s of the fake clock, from the recorded
+    # AWS calls: what AWS would have seen, independent of the limiter's own bookkeeping.
+    max_mutating_any_fake_1s: int = 0
     act_outcomes: dict[str, int] = field(default_factory=dict)  # act's summary counts, each event once
     warnings: dict[str, int] = field(default_factory=dict)
 
@@ -690,7 +693,7 @@ def run_load(opts: LoadOptions, log: Callable[[str], None] = lambda _: None) -> 
             # act's limiter on the fake clock; the clients as the handlers build them, but made here,
             # once, in this thread (creating boto3 clients from one session is not thread-safe).
             service = act_module.build_service(settings, clock=clock, sleep=clock.sleep)
-            act_module._services[settings] = service
+            act_module.install_service(service)
             grants = stamp_grants(service.lambda_.gate.limiter, clock)
             for name in ("dynamodb", "events", "cloudwatch", "resourcegroupstaggingapi", "sagemaker"):
                 lambda_support.client(name)
@@ -735,6 +738,9 @@ def run_load(opts: LoadOptions, log: Callable[[str], None] = lambda _: None) -> 
     finally:
         lambda_support.set_clock(None)
         moto_extension.reset()  # the process-wide knobs back to their defaults
+        installed = sys.modules.get("forescale_function_act")
+        if installed is not None:
+            installed.reset()  # the instrumented act service belongs to this run only
     return result
 
 
@@ -804,6 +810,7 @@ def tally(
     result.mutating_attempts = len(mutating)
     result.mutating_calls = len(answered)
     result.mutating_by_operation = dict(Counter(c.operation for c in answered))
+    result.max_mutating_any_fake_1s = max_in_window(sorted(c.fake_at for c in mutating)) if mutating else 0
     per_function = Counter(c.function for c in answered)
     for name, n in sorted(per_function.items(), key=lambda kv: str(kv[0])):
         if name not in decisions:
@@ -842,7 +849,8 @@ def report_lines(r: LoadResult) -> list[str]:
         f"  mutating Lambda calls={r.mutating_calls} (attempts {r.mutating_attempts}) "
         f"{dict(sorted(r.mutating_by_operation.items()))} for functions without a decision={r.mutating_unattributed}",
         f"  Lambda calls={r.lambda_calls}; act's limiter granted {r.limiter_grants}, at most "
-        f"{r.max_grants_any_fake_1s} in any 1 s of the fake clock; fake clock elapsed={r.fake_elapsed_s:.1f} s",
+        f"{r.max_grants_any_fake_1s} in any 1 s of the fake clock; mutating Lambda calls recorded in any 1 s "
+        f"of the fake clock={r.max_mutating_any_fake_1s}; fake clock elapsed={r.fake_elapsed_s:.1f} s",
         f"  AWS calls={r.aws_calls}",
         f"  wall: setup={r.setup_wall_s:.1f} s events={r.cycle_wall_s:.1f} s sweep={r.sweep_wall_s:.1f} s "
         f"cycle total={wall:.1f} s",

@@ -550,6 +550,7 @@ def pipeline(mock: Any, interceptor: Interceptor) -> Iterator[Pipeline]:
     base_logger = logging.getLogger(forescale_logger.name)
     base_logger.addHandler(captured)
     moto_extension.install(clock=clock)
+    act_globals: dict[str, Any] | None = None
     with environment_variables(FUNCTION_ENV):
         try:
             env = provision(TABLE, TABLE, REGION, functions=("collect", "plan", "act", "react"))
@@ -574,8 +575,8 @@ def pipeline(mock: Any, interceptor: Interceptor) -> Iterator[Pipeline]:
             act_globals["reset"]()
             limiter_clock = ManualClock(0.0)
             settings = ActSettings.from_env()
-            act_globals["_services"][settings] = act_globals["build_service"](
-                settings, clock=limiter_clock, sleep=limiter_clock.sleep
+            act_globals["install_service"](
+                act_globals["build_service"](settings, clock=limiter_clock, sleep=limiter_clock.sleep)
             )
             lambda_support.set_clock(clock)
 
@@ -594,6 +595,8 @@ def pipeline(mock: Any, interceptor: Interceptor) -> Iterator[Pipeline]:
             staged_handlers = {name: staged(name, fn) for name, fn in handlers.items()}
             yield Pipeline(env, clock, interceptor, staged_handlers, cfgs, captured)
         finally:
+            if act_globals is not None:
+                act_globals["reset"]()  # the instrumented act service belongs to this pipeline only
             lambda_support.set_clock(None)
             base_logger.removeHandler(captured)
             moto_extension.reset()

@@ -10,6 +10,7 @@ extension's IN_PROGRESS→READY / Updating→InService transitions, so no test s
 from __future__ import annotations
 
 import importlib
+import json
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -800,3 +801,43 @@ def test_the_handler_rejects_a_malformed_event_loudly(world: World, handler_env:
     event["detail-type"] = "forescale.Surprise"
     with pytest.raises(EventError, match="not handled here"):
         handler_env.handler(event, LambdaContextStub("forescale-act"))
+
+
+def test_the_handler_applies_an_sqs_batch_together_and_hands_back_a_bad_record(
+    world: World, handler_env: ModuleType
+) -> None:
+    # Given an SQS batch (EventBridge → SQS → act) of two DecisionMade events and one malformed record
+    for name in ("orders", "search"):
+        world.function(name)
+        world.target(pc_target(name))
+    details = [world.decide("orders", 4), world.decide("search", 6)]
+    bad = _decision_event(details[0], "evt-bad")
+    bad["detail"]["capacity"] = -3
+
+    def record(message_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "messageId": message_id,
+            "receiptHandle": f"rh-{message_id}",
+            "body": json.dumps(body),
+            "attributes": {},
+            "messageAttributes": {},
+            "md5OfBody": "",
+            "eventSource": "aws:sqs",
+            "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:forescale-act",
+            "awsRegion": REGION,
+        }
+
+    event = {
+        "Records": [
+            record("m-1", _decision_event(details[0], "evt-1")),
+            record("m-2", bad),
+            record("m-3", _decision_event(details[1], "evt-3")),
+        ]
+    }
+    world.faults.attach(handler_env._default_client("lambda"))
+    # When act's handler gets it
+    response = handler_env.handler(event, LambdaContextStub("forescale-act"))
+    # Then both decisions are applied in one invocation, and only the bad record goes back to SQS
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-2"}]}
+    assert [world.status(d).status for d in details] == [S.IN_FLIGHT, S.IN_FLIGHT]
+    assert world.faults.mutations() == {"PutProvisionedConcurrencyConfig": 2}

@@ -47,7 +47,10 @@ def check_no_loss_no_duplicate(r: LoadResult, targets: int) -> None:
     assert r.targets_with_more_than_one_decision == 0, report
     assert not r.duplicated and r.mutating_unattributed == 0, report
     assert r.mutating_calls <= r.decisions_stored, report
-    # and act's Lambda limiter held its rate with 8 workers sharing it.
+    # and act's Lambda limiter held its rate with 8 workers sharing it: the limiter act really used
+    # granted the calls, and AWS saw no more than the rate in any fake second.
+    assert r.limiter_grants >= r.mutating_attempts > 0, report
+    assert r.max_mutating_any_fake_1s <= ACT_RATE_PER_S, report
     assert r.max_grants_any_fake_1s <= ACT_RATE_PER_S, report
     assert r.ok, report
 

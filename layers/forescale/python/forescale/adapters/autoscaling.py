@@ -123,6 +123,10 @@ class AutoScalingPort(ABC):
         """MinCapacity = `min_capacity`; MaxCapacity raised to it if it was lower (never lowered)."""
 
     @abstractmethod
+    def set_bounds(self, target: ScalableTarget, min_capacity: int, max_capacity: int) -> ScalableTarget:
+        """MinCapacity and MaxCapacity as given (min <= max), policies and suspension untouched."""
+
+    @abstractmethod
     def snapshot(self, target: ScalableTarget) -> AutoScalingSnapshot: ...
 
     @abstractmethod
@@ -178,7 +182,10 @@ class ApplicationAutoScaling(AutoScalingPort):
         )
 
     def set_floor(self, target: ScalableTarget, min_capacity: int) -> ScalableTarget:
-        new = replace(target, min_capacity=min_capacity, max_capacity=max(target.max_capacity, min_capacity))
+        return self.set_bounds(target, min_capacity, max(target.max_capacity, min_capacity))
+
+    def set_bounds(self, target: ScalableTarget, min_capacity: int, max_capacity: int) -> ScalableTarget:
+        new = replace(target, min_capacity=min_capacity, max_capacity=max(max_capacity, min_capacity))
         self._register(new)
         return new
 
@@ -256,8 +263,11 @@ class FakeAutoScaling(AutoScalingPort, ScriptedFailures):
         return self.targets.get(ref)
 
     def set_floor(self, target: ScalableTarget, min_capacity: int) -> ScalableTarget:
-        self._enter("set_floor", f"{target.ref.resource_id}={min_capacity}")
-        new = replace(target, min_capacity=min_capacity, max_capacity=max(target.max_capacity, min_capacity))
+        return self.set_bounds(target, min_capacity, max(target.max_capacity, min_capacity))
+
+    def set_bounds(self, target: ScalableTarget, min_capacity: int, max_capacity: int) -> ScalableTarget:
+        self._enter("set_floor", f"{target.ref.resource_id}={min_capacity}/{max_capacity}")
+        new = replace(target, min_capacity=min_capacity, max_capacity=max(max_capacity, min_capacity))
         self.targets[target.ref] = new
         return new
 

@@ -26,6 +26,11 @@ Idempotency records, which live under `PK = idempotency#<function>`):
   conditional updates; TTL 400 days.
 - applied state: `TARGET#<name>` / `STATE`: capacity in effect, in-flight operation, `version`.
 - global control: `GLOBAL` / `CONTROL`: `paused` (the kill switch), `reason`, `updated_at`.
+- act's open work: `ACT#OPEN` / `<name>`, one small item per target with an open decision or an
+  in-flight operation (`decided_at`, `urgency` requests/s, `due_at`); act's sweep Queries this one
+  partition instead of every target's decisions. `ACT#BOUNDS` / `<name>`: the user's own Application
+  Auto Scaling bounds, kept apart from the target's items so that they outlive `targets remove`.
+  `GLOBAL` / `ACT#ROTATION`: where the sweep's reconcile rotation stopped (`after`, a target name).
 
 Every write that can race is conditional: config and state on `version`, decisions on their
 `status`, new decisions on `attribute_not_exists`. A lost race raises `ConflictError`; a redelivered
@@ -55,6 +60,7 @@ from forescale.runtime.models import (
     DecisionStatus,
     DemandSampleDetail,
     TargetConfig,
+    UserBounds,
     validation_problems,
 )
 
@@ -68,6 +74,8 @@ BATCH_WRITE_MAX = 25  # requests per BatchWriteItem (AWS limit)
 MAX_FIELDS_PER_UPDATE = 150  # keeps an UpdateExpression well under DynamoDB's 4 KB expression limit
 DECISION_TTL_S = 400 * 86_400
 CHECKPOINT_SK = "PLANNER#CHECKPOINT"
+OPEN_WORK_PK = "ACT#OPEN"  # act's index of targets with open work
+USER_BOUNDS_PK = "ACT#BOUNDS"  # the user's own autoscaling bounds forescale must give back
 SAMPLE_FIELDS = {
     "r": "rate_rps",
     "d": "duration_ms",
@@ -141,6 +149,16 @@ def _report_invalid(record: TargetRecord) -> None:
     )
     with single_metric(name="InvalidTargetConfigs", unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
         metric.add_dimension(name="target", value=record.name[:250] or "?")
+
+
+@dataclass(frozen=True, slots=True)
+class OpenWork:
+    """act's note that a target has work left: its newest open decision or in-flight operation."""
+
+    target: str
+    decided_at: int  # the decision it is about
+    urgency: float = 0.0  # requests/s expected to miss capacity while it waits
+    due_at: int = 0  # not worth looking at before (a backoff, an allocation that takes a minute)
 
 
 class ConflictError(Exception):
@@ -309,6 +327,41 @@ class StateStore(ABC):
 
     @abstractmethod
     def set_paused(self, paused: bool, reason: str, now: int) -> None: ...
+
+    # ---------------------------------------------------------------- act's open work and bounds
+
+    @abstractmethod
+    def mark_open_work(self, work: OpenWork) -> None:
+        """Note (or replace) a target's open work. Unconditional: act's sweep re-reads the target's
+        decisions when it looks at a note, so a note only has to say where to look."""
+
+    @abstractmethod
+    def clear_open_work(self, target: str, decided_at: int) -> None:
+        """Remove the target's note (`decided_at`: the decision that was closed, for the log)."""
+
+    @abstractmethod
+    def list_open_work(self) -> list[OpenWork]: ...
+
+    @abstractmethod
+    def list_targets_after(self, after: str, limit: int) -> list[TargetConfig]:
+        """Up to `limit` targets whose names sort after `after`, in name order (a rotation's page)."""
+
+    @abstractmethod
+    def get_rotation(self) -> str:
+        """The name act's reconcile rotation stopped after ("" at the start)."""
+
+    @abstractmethod
+    def set_rotation(self, after: str) -> None: ...
+
+    @abstractmethod
+    def remember_user_bounds(self, target: str, bounds: UserBounds) -> UserBounds:
+        """Keep the user's bounds the first time forescale moves them; returns the ones kept (the first)."""
+
+    @abstractmethod
+    def list_user_bounds(self) -> dict[str, UserBounds]: ...
+
+    @abstractmethod
+    def forget_user_bounds(self, target: str) -> None: ...
 
 
 class ForecastCache:
@@ -981,6 +1034,78 @@ class DynamoStateStore(StateStore):
             Item=_item({"PK": "GLOBAL", "SK": "CONTROL", "paused": paused, "reason": reason, "updated_at": now}),
         )
 
+    # ---------------------------------------------------------------- act's open work and bounds
+
+    def mark_open_work(self, work: OpenWork) -> None:
+        values = {
+            "PK": OPEN_WORK_PK,
+            "SK": work.target,
+            "decided_at": work.decided_at,
+            "urgency": round(work.urgency, 6),
+            "due_at": work.due_at,
+        }
+        self._db.put_item(TableName=self._table, Item=_item(values))
+
+    def clear_open_work(self, target: str, decided_at: int) -> None:
+        self._db.delete_item(TableName=self._table, Key=_item({"PK": OPEN_WORK_PK, "SK": target}))
+
+    def _partition(self, pk: str) -> list[dict[str, Any]]:
+        """Every item of one small partition (act's index and bounds), paginated."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :pk",
+            "ExpressionAttributeValues": _item({":pk": pk}),
+            "ConsistentRead": True,
+        }
+        out: list[dict[str, Any]] = []
+        while True:
+            resp = self._db.query(**kwargs)
+            out.extend(_plain(i) for i in resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                return out
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def list_open_work(self) -> list[OpenWork]:
+        return [
+            OpenWork(i["SK"], int(i["decided_at"]), float(i.get("urgency", 0)), int(i.get("due_at", 0)))
+            for i in self._partition(OPEN_WORK_PK)
+        ]
+
+    def list_targets_after(self, after: str, limit: int) -> list[TargetConfig]:
+        values: dict[str, Any] = {":t": "TARGET"}
+        cond = "gsi1pk = :t"
+        if after:  # DynamoDB refuses an empty string in a key condition: "" means from the first name
+            cond += " AND gsi1sk > :a"
+            values[":a"] = after
+        resp = self._db.query(
+            TableName=self._table,
+            IndexName="gsi1",
+            KeyConditionExpression=cond,
+            ExpressionAttributeValues=_item(values),
+            Limit=limit,
+        )
+        return [TargetConfig.model_validate_json(_plain(i)["config"]) for i in resp.get("Items", [])]
+
+    def get_rotation(self) -> str:
+        item = self._get("GLOBAL", "ACT#ROTATION")
+        return str(item.get("after", "")) if item else ""
+
+    def set_rotation(self, after: str) -> None:
+        self._db.put_item(TableName=self._table, Item=_item({"PK": "GLOBAL", "SK": "ACT#ROTATION", "after": after}))
+
+    def remember_user_bounds(self, target: str, bounds: UserBounds) -> UserBounds:
+        values = {"PK": USER_BOUNDS_PK, "SK": target, "bounds": bounds.model_dump_json()}
+        if self._conditional_put(values, "attribute_not_exists(PK)"):
+            return bounds
+        item = self._get(USER_BOUNDS_PK, target)
+        return UserBounds.model_validate_json(item["bounds"]) if item else bounds
+
+    def list_user_bounds(self) -> dict[str, UserBounds]:
+        return {i["SK"]: UserBounds.model_validate_json(i["bounds"]) for i in self._partition(USER_BOUNDS_PK)}
+
+    def forget_user_bounds(self, target: str) -> None:
+        self._db.delete_item(TableName=self._table, Key=_item({"PK": USER_BOUNDS_PK, "SK": target}))
+
 
 # ---------------------------------------------------------------- in memory
 
@@ -1000,6 +1125,10 @@ class InMemoryStateStore(StateStore):
         self.decisions: dict[str, dict[int, DecisionRecord]] = {}
         self.states: dict[str, AppliedState] = {}
         self.paused: tuple[bool, str] = (False, "")
+        # act's open work and bounds
+        self.open_work: dict[str, OpenWork] = {}
+        self.rotation = ""
+        self.user_bounds: dict[str, UserBounds] = {}
 
     def put_target(self, cfg: TargetConfig, expected_version: int | None = None) -> TargetConfig:
         with self._lock:
@@ -1160,6 +1289,36 @@ class InMemoryStateStore(StateStore):
 
     def set_paused(self, paused: bool, reason: str, now: int) -> None:
         self.paused = (paused, reason)
+
+    # ---------------------------------------------------------------- act's open work and bounds
+
+    def mark_open_work(self, work: OpenWork) -> None:
+        self.open_work[work.target] = work
+
+    def clear_open_work(self, target: str, decided_at: int) -> None:
+        self.open_work.pop(target, None)
+
+    def list_open_work(self) -> list[OpenWork]:
+        return sorted(self.open_work.values(), key=lambda w: w.target)
+
+    def list_targets_after(self, after: str, limit: int) -> list[TargetConfig]:
+        return [c for c in self.list_targets() if c.name > after][:limit]
+
+    def get_rotation(self) -> str:
+        return self.rotation
+
+    def set_rotation(self, after: str) -> None:
+        self.rotation = after
+
+    def remember_user_bounds(self, target: str, bounds: UserBounds) -> UserBounds:
+        with self._lock:
+            return self.user_bounds.setdefault(target, bounds)
+
+    def list_user_bounds(self) -> dict[str, UserBounds]:
+        return dict(self.user_bounds)
+
+    def forget_user_bounds(self, target: str) -> None:
+        self.user_bounds.pop(target, None)
 
 
 def table_definition(table_name: str) -> dict[str, Any]:

@@ -224,6 +224,29 @@ class InFlightOperation(_Strict):
     details: dict[str, str] = Field(default_factory=dict)
 
 
+class ActBackoff(_Strict):
+    """act waits before re-asserting a change AWS (or a check) refused: per target and error class
+    (`operation`, `error_code`); doubles with each refusal, capped (seconds since the epoch)."""
+
+    operation: str
+    error_code: str
+    failures: PositiveInt
+    since: int  # the first refusal of this class
+    until: int  # no attempt before this
+    capacity: NonNegativeInt = 0  # what the refused decision asked for
+    message: str = ""
+
+
+class UserBounds(_Strict):
+    """The user's own Application Auto Scaling bounds, remembered when forescale first moved them."""
+
+    namespace: str
+    resource_id: str
+    dimension: str
+    min_capacity: NonNegativeInt
+    max_capacity: NonNegativeInt
+
+
 class AppliedState(_Strict):
     """What is in effect for a target, as stored under `TARGET#<name>` / `STATE` (optimistic lock: `version`)."""
 
@@ -235,6 +258,10 @@ class AppliedState(_Strict):
     last_action: str | None = None
     in_flight: InFlightOperation | None = None
     version: NonNegativeInt = 0
+    # act's bookkeeping; the defaults keep items written before these fields readable.
+    confirmed_at: int = 0  # when AWS last reported or confirmed `capacity` (0: read it before trusting it)
+    function_reserved: NonNegativeInt | None = None  # the function's reserved concurrency at that read
+    backoff: ActBackoff | None = None  # a refused change act waits to re-assert
 
 
 class DecisionRecord(_Strict):

@@ -1,0 +1,709 @@
+"""act's orchestrator: applies planned capacity decisions to AWS, once each, within Lambda's rate limit.
+
+Entry points: `apply_decisions` (a batch of DecisionMade events) and `sweep` (a schedule that picks up
+what is still open, polls in-flight operations and reconciles quiet targets on a rotation). Both
+return an `ActSummary`: counts per outcome, which the handler logs and emits as metrics. The AWS side
+of each kind of change is an actuator (`lambda_reserved`, `lambda_provisioned`, `sagemaker_count`,
+`sagemaker_type`) behind the narrow interface in `base.py`; this module owns claims, the guard,
+outcomes, the open-work index, backoff and events.
+
+How one decision goes (every outcome carries a human-readable reason in the decision's `outcome`):
+
+1. A decision that is not the target's newest becomes SUPERSEDED. In dry-run mode, or while
+   forescale is paused, it becomes DRY_RUN: recorded, nothing applied.
+2. Claim: PENDING | DEFERRED (or APPLYING whose lease expired) → APPLYING with a lease. The claim is
+   a conditional write, so a redelivered event or a second act never applies the same decision twice.
+3. Reconcile: finish the target's in-flight operation if AWS has finished it. What AWS has is read
+   back unless the AppliedState holds a capacity that forescale set and AWS confirmed (and nothing
+   failed since): a PENDING claim trusts it (and clears the mark until its own outcome is recorded);
+   a DEFERRED or re-claimed one (a crash, an expired lease, a lost state write) reads AWS.
+   While another operation is in flight the decision is DEFERRED.
+4. Apply through the target's actuator.
+5. Record: the AppliedState first (optimistic `version`, re-read and retried on a conflict), then the
+   decision's status (APPLIED, IN_FLIGHT, NO_CHANGE, DEFERRED or FAILED), then `forescale.ActionApplied`
+   or `forescale.ActionFailed`.
+
+Throttling and 5xx are retried with bounded backoff inside the adapters and then DEFERRED; a busy
+resource is DEFERRED; a request AWS refuses (validation, permissions) is FAILED with AWS's message.
+A refusal starts a backoff for the target (3 min, doubling, at most an hour): its next decisions are
+DEFERRED without calling AWS until then, one ERROR names the target, operation and code, and a
+retry that is refused again logs one WARNING.
+
+Open work: every decision act is handed, and every operation in flight or change deferred, has a note
+in the open-work index (`StateStore.mark_open_work`) until it is final. The sweep works from that
+index (largest expected spill first) instead of querying every target, and reconciles a bounded
+number of quiet targets per run on a rotation by name. An invocation that runs out of time leaves
+what it did not reach in the index; nothing is lost.
+
+Leases: two sweeps that both find the same expired lease can both claim it (the store conditions on
+status only). That is safe by construction: every AWS call here sets an absolute value, the type
+switch's EndpointConfig name is derived from the decision id, and a second UpdateEndpoint on an
+Updating endpoint is refused as busy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any
+
+from forescale.adapters.autoscaling import AutoScalingPort
+from forescale.adapters.events import EventPublisher
+from forescale.adapters.lambda_capacity import LambdaCapacityPort
+from forescale.adapters.sagemaker_capacity import BlueGreenSettings, SageMakerCapacityPort
+from forescale.adapters.state import ConflictError, OpenWork, StateStore
+from forescale.domain.ratelimit import DeferredError, RejectedError
+from forescale.domain.targets import TargetKind
+from forescale.runtime.act.base import (
+    AccountHeadroom,
+    ActRun,
+    ActSummary,
+    Actual,
+    Actuator,
+    Outcome,
+    StateChange,
+    decided_at,
+    op_label,
+)
+from forescale.runtime.act.floor import AutoScalingFloor
+from forescale.runtime.act.lambda_provisioned import ProvisionedConcurrency
+from forescale.runtime.act.lambda_reserved import ReservedConcurrency
+from forescale.runtime.act.sagemaker_count import InstanceCount
+from forescale.runtime.act.sagemaker_type import TypeSwitch
+from forescale.runtime.models import (
+    ActBackoff,
+    ActionResultDetail,
+    AppliedState,
+    DecisionMadeDetail,
+    DecisionRecord,
+    DecisionStatus,
+    InFlightOperation,
+    Mode,
+    TargetConfig,
+)
+from forescale.runtime.observability import logger
+from forescale.runtime.settings import ActSettings
+
+S = DecisionStatus
+STATE_WRITE_ATTEMPTS = 5
+SWEEP_DEPTH = 20  # decisions read per open target by the sweep: the newest is applied, older open ones superseded
+MESSAGE_MAX = 4000  # ActionResultDetail.message
+RECORDED = frozenset({S.APPLIED, S.IN_FLIGHT, S.NO_CHANGE})  # outcomes that change the AppliedState
+FINAL = frozenset({S.APPLIED, S.FAILED, S.NO_CHANGE, S.DRY_RUN, S.SUPERSEDED})
+PUBLISHED = frozenset({S.APPLIED, S.IN_FLIGHT, S.NO_CHANGE, S.DRY_RUN, S.FAILED})
+# Refusals about the size of the change: a smaller ask may go through, so only as large or larger
+# asks are held. Any other refusal (permissions, a missing resource) holds every decision of the target.
+SIZE_REFUSALS = frozenset(
+    {"AccountHeadroom", "ProvisionedOverReserved", "InvalidParameterValueException", "InvalidCapacity"}
+)
+Work = tuple[DecisionRecord, frozenset[DecisionStatus], float]  # a decision to process, its claim, its urgency
+
+
+@dataclass(frozen=True, slots=True)
+class ActOptions:
+    """The act service's knobs (seconds, counts)."""
+
+    lease_s: int = 120
+    blue_green: BlueGreenSettings = field(default_factory=BlueGreenSettings)
+    reconcile_every_s: int = 900  # a quiet target's real capacity is re-read at most this often
+    rotation_per_sweep: int = 100  # quiet targets a sweep looks at, next in name order after the last
+    reconcile_reads_per_sweep: int = 30  # of those, at most this many re-read from AWS per sweep
+    poll_after_s: int = 60  # an allocation is not polled sooner (AWS takes a minute or two)
+    account_settings_max_age_s: int = 60  # GetAccountSettings is read at most this often
+    backoff_first_s: int = 180  # a refused change waits this long before its first retry, then doubles
+    backoff_max_s: int = 3600
+    stop_with_s_left: float = 10.0  # an invocation starts no new decision with less time left than this
+
+    @staticmethod
+    def from_settings(settings: ActSettings) -> ActOptions:
+        alarms = tuple(a.strip() for a in settings.ROLLBACK_ALARM_NAMES.split(",") if a.strip())
+        return ActOptions(lease_s=settings.LEASE_S, blue_green=BlueGreenSettings(rollback_alarms=alarms))
+
+
+def _urgency(r: DecisionRecord) -> float:
+    """Requests/s expected to miss capacity if `r` waits (as plan computes it for DecisionMade)."""
+    if r.capacity <= r.previous or r.capacity == 0:
+        return 0.0
+    return r.demand_rps * (r.capacity - r.previous) / r.capacity
+
+
+def _out_of_time(time_left_s: Callable[[], float] | None, margin_s: float) -> bool:
+    return time_left_s is not None and time_left_s() < margin_s
+
+
+class ActService:
+    """Applies decisions through the actuators; see the module docstring for the sequence."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        publisher: EventPublisher,
+        lambda_capacity: LambdaCapacityPort,
+        sagemaker: SageMakerCapacityPort,
+        autoscaling: AutoScalingPort,
+        options: ActOptions | None = None,
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.lambda_ = lambda_capacity
+        self.sagemaker = sagemaker
+        self.autoscaling = autoscaling
+        self.options = options or ActOptions()
+        self.headroom = AccountHeadroom(lambda_capacity.account_concurrency, self.options.account_settings_max_age_s)
+        self.floor = AutoScalingFloor(autoscaling, store)
+        self.type_switch = TypeSwitch(sagemaker, autoscaling, self.options.blue_green, self._update_state)
+        self.actuators: dict[TargetKind, Actuator] = {
+            TargetKind.LAMBDA_RESERVED: ReservedConcurrency(lambda_capacity, self.headroom),
+            TargetKind.LAMBDA_PROVISIONED: ProvisionedConcurrency(
+                lambda_capacity, autoscaling, self.floor, self.headroom
+            ),
+        }
+        endpoint = InstanceCount(sagemaker, autoscaling, self.floor, self.type_switch)
+        self.actuators[TargetKind.SAGEMAKER_INSTANCE_COUNT] = endpoint
+        self.actuators[TargetKind.SAGEMAKER_INSTANCE_TYPE] = endpoint
+        self._run: ActRun | None = None  # the current invocation's, for counts taken deep in the recording
+
+    # ------------------------------------------------------------ entry points
+
+    def apply_decisions(
+        self, details: Sequence[DecisionMadeDetail], now: int, time_left_s: Callable[[], float] | None = None
+    ) -> ActSummary:
+        """Apply DecisionMade events, the largest expected spill first; what does not fit in the time
+        left (`time_left_s`, seconds) stays in the open-work index for the next sweep."""
+        run = self._begin(now)
+        ordered = sorted(details, key=lambda d: (-d.urgency, -(d.capacity - d.previous), d.decided_at))
+        for detail in ordered:  # write-ahead: a crash or a timeout from here on leaves each one findable
+            self.store.mark_open_work(OpenWork(detail.target, detail.decided_at, detail.urgency, now))
+        for i, detail in enumerate(ordered):
+            if _out_of_time(time_left_s, self.options.stop_with_s_left):
+                run.summary.add("left-queued", len(ordered) - i)
+                break
+            record = self.store.get_decision(detail.target, detail.decided_at)
+            if record is None or record.decision_id != detail.decision_id:
+                logger.warning("no stored decision for event", extra={"decision_id": detail.decision_id})
+                run.summary.add("missing")
+                self.store.clear_open_work(detail.target, detail.decided_at)
+                continue
+            self._guarded(record, run, partial(self._process, record, run))
+        self._publish(run)
+        return run.summary
+
+    def sweep(self, now: int, time_left_s: Callable[[], float] | None = None) -> ActSummary:
+        """Work through the open-work index (polls, deferred and left-over decisions), give back the
+        user's autoscaling bounds where forescale no longer manages them, and reconcile the next quiet
+        targets of the rotation."""
+        run = self._begin(now)
+        seen: set[str] = set()
+        notes = [w for w in self.store.list_open_work() if w.due_at <= now]
+        notes.sort(key=lambda w: (-w.urgency, w.due_at, w.target))
+        # Changes still owed first (largest expected spill first), then polls of operations in flight
+        # (noted with urgency 0): when the limiter's time is short, applying beats confirming.
+        owed = [n for n in notes if n.urgency > 0]
+        self._apply_work(run, self._survey_notes(run, owed, seen, time_left_s), time_left_s)
+        rest = [n for n in notes if n.urgency <= 0]
+        work = self._survey_notes(run, rest, seen, time_left_s)
+        self.floor.give_back(run.paused)
+        self._rotate(run, seen, work, time_left_s)
+        self._apply_work(run, work, time_left_s)
+        self._publish(run)
+        return run.summary
+
+    def _survey_notes(
+        self, run: ActRun, notes: list[OpenWork], seen: set[str], time_left_s: Callable[[], float] | None
+    ) -> list[Work]:
+        work: list[Work] = []
+        for note in notes:
+            if _out_of_time(time_left_s, self.options.stop_with_s_left):
+                run.summary.add("left-queued")
+                continue
+            seen.add(note.target)
+            work.extend(self._survey_safely(note.target, run, note))
+        return work
+
+    def _apply_work(self, run: ActRun, work: list[Work], time_left_s: Callable[[], float] | None) -> None:
+        work.sort(key=lambda w: (-w[2], -(w[0].capacity - w[0].previous), w[0].decided_at))
+        for record, allowed, urgency in work:
+            if _out_of_time(time_left_s, self.options.stop_with_s_left):
+                run.summary.add("left-queued")
+                self.store.mark_open_work(OpenWork(record.target, record.decided_at, urgency, run.now))
+                continue
+            self._guarded(record, run, partial(self._process, record, run, allowed))
+
+    def reconcile(self, target: str, now: int) -> AppliedState:
+        """Bring `target`'s AppliedState in line with AWS (finishing its in-flight operation if AWS has)."""
+        run = self._begin(now)
+        cfg = self.store.get_target(target)
+        if cfg is None:
+            raise KeyError(f"target {target} is not registered")
+        state, _, _ = self._reconcile(cfg, run, trust=False)
+        self._publish(run)
+        return state
+
+    # ------------------------------------------------------------ one decision
+
+    def _begin(self, now: int) -> ActRun:
+        paused, reason = self.store.get_paused()
+        self._run = ActRun(now=now, paused=paused, pause_reason=reason)
+        return self._run
+
+    def _actuator(self, cfg: TargetConfig) -> Actuator:
+        return self.actuators[cfg.kind]
+
+    def _guarded(self, record: DecisionRecord, run: ActRun, work: Callable[[], None]) -> None:
+        """Run one decision's work; an unexpected error defers that decision instead of the whole batch."""
+        try:
+            work()
+        except Exception as exc:
+            logger.exception("act failed on a decision", extra={"decision_id": record.decision_id})
+            run.summary.add("errors")
+            current = self.store.get_decision(record.target, record.decided_at)
+            if current is not None and current.status is S.APPLYING:
+                with suppress(ConflictError):  # someone else moved it on: nothing to undo
+                    self.store.transition_decision(
+                        current,
+                        [S.APPLYING],
+                        S.DEFERRED,
+                        outcome=f"internal error, retried next cycle: {exc!r}",
+                        now=run.now,
+                    )
+
+    def _claimable(self, record: DecisionRecord, now: int) -> frozenset[DecisionStatus]:
+        if record.status in (S.PENDING, S.DEFERRED):
+            return frozenset({record.status})
+        if record.status is S.APPLYING and (record.lease_until is None or record.lease_until <= now):
+            return frozenset({S.APPLYING})
+        return frozenset()
+
+    def _process(self, record: DecisionRecord, run: ActRun, allowed: frozenset[DecisionStatus] | None = None) -> None:
+        now = run.now
+        allowed = allowed if allowed is not None else self._claimable(record, now)
+        if not allowed:
+            run.summary.add("skipped")  # applied already, in flight, or another act holds its lease
+            return
+        cfg = self.store.get_target(record.target)
+        if cfg is None:
+            self._close(
+                record, allowed, Outcome(S.FAILED, "none", f"target {record.target} is no longer registered"), run
+            )
+            return
+        newest = self.store.list_decisions(record.target, limit=1)
+        if newest and newest[0].decided_at > record.decided_at:
+            self._supersede(record, allowed, newest[0], run)
+            return
+        orphan = S.IN_FLIGHT in allowed
+        if orphan and (run.paused or cfg.mode is Mode.DRY_RUN):
+            run.summary.add("skipped")  # AWS took it already; only re-derived when act may change things
+            return
+        if run.paused or cfg.mode is Mode.DRY_RUN:
+            why = f"forescale is paused ({run.pause_reason or 'no reason given'})" if run.paused else "dry-run mode"
+            message = f"{why}: would {self._actuator(cfg).describe(cfg, record)}; nothing applied"
+            self._close(record, allowed, Outcome(S.DRY_RUN, "dry-run", message), run)
+            return
+        try:
+            claimed = self.store.transition_decision(
+                record, allowed, S.APPLYING, lease_until=now + self.options.lease_s, now=now
+            )
+        except ConflictError as exc:
+            # Another act claimed it first (a redelivered event, a sweep): that one applies it.
+            logger.warning(
+                "decision claimed elsewhere", extra={"decision_id": record.decision_id, "error_code": exc.code}
+            )
+            run.summary.add("skipped")
+            run.summary.add("lost-claims")
+            return
+        # A fresh claim may trust what forescale set and AWS confirmed; a deferred, re-claimed or
+        # re-derived one (a crash after AWS accepted, a lost state write) reads AWS back.
+        trust = allowed == {S.PENDING}
+        outcome = self._apply(cfg, claimed, run, trust)
+        if outcome is not None:
+            self._finish(claimed, outcome, run)
+
+    def _apply(self, cfg: TargetConfig, record: DecisionRecord, run: ActRun, trust: bool) -> Outcome | None:
+        """Reconcile, then apply through the actuator; None when reconciling already finished this decision."""
+        try:
+            held = self._held(cfg.name, record, run)
+            if held is not None:
+                return held
+            state, actual, finished = self._reconcile(cfg, run, trust)
+            if record.decision_id in finished:
+                return None
+            op = state.in_flight
+            if op is not None:
+                if op.decision_id == record.decision_id:
+                    return Outcome(S.IN_FLIGHT, op.operation, f"still in flight: {op_label(op)}", in_flight=op)
+                waited = run.now - op.started_at
+                return Outcome(
+                    S.DEFERRED,
+                    "wait-in-flight",
+                    f"waiting for the in-flight {op_label(op)} (decision {op.decision_id}, "
+                    f"started {waited} s ago) to finish; retried next cycle",
+                )
+            assert actual is not None  # nosec B101  # read whenever nothing is in flight; narrows the type for mypy
+            if actual.trusted:
+                # Trust is spent by use: until this change's outcome is recorded (and confirmed), the
+                # next claim reads AWS back, so a change whose record was lost is never sent twice.
+                self._update_state(cfg.name, lambda s: {"confirmed_at": 0} if s.confirmed_at else None)
+            return self._actuator(cfg).apply(cfg, record, actual, run)
+        except DeferredError as exc:
+            return Outcome(S.DEFERRED, exc.what, f"deferred to the next cycle: {exc}", error_code=exc.code)
+        except RejectedError as exc:
+            return Outcome(S.FAILED, exc.what, f"AWS refused: {exc}", error_code=exc.code)
+
+    def _held(self, name: str, record: DecisionRecord, run: ActRun) -> Outcome | None:
+        """A DEFERRED outcome while the target backs off after a refusal (no AWS call); None otherwise."""
+        backoff = self.store.get_state(name).backoff
+        if backoff is None or backoff.until <= run.now:
+            return None
+        if backoff.error_code in SIZE_REFUSALS and record.capacity < backoff.capacity:
+            return None  # a smaller ask than the one refused: it may fit
+        run.summary.add("backing-off")
+        return Outcome(
+            S.DEFERRED,
+            "backoff",
+            f"held: AWS refused {backoff.operation} for {name} with {backoff.error_code} "
+            f"{backoff.failures} time(s) since {backoff.since}; next attempt at {backoff.until}",
+            error_code=backoff.error_code,
+        )
+
+    # ------------------------------------------------------------ recording
+
+    def _update_state(self, name: str, change: StateChange) -> AppliedState:
+        """Read-change-write with the optimistic lock; re-read and retry when another writer won."""
+        for _ in range(STATE_WRITE_ATTEMPTS):
+            current = self.store.get_state(name)
+            update = change(current)
+            if not update:
+                return current
+            try:
+                return self.store.put_state(current.model_copy(update=update))
+            except ConflictError as exc:
+                logger.warning(
+                    "applied state changed under us; re-reading", extra={"target": name, "error_code": exc.code}
+                )
+                if self._run is not None:
+                    self._run.summary.add("state-conflicts")
+                continue
+        raise ConflictError(f"applied state of {name}: still conflicting after {STATE_WRITE_ATTEMPTS} attempts")
+
+    def _backoff_after(self, s: AppliedState, outcome: Outcome, asked: int, now: int) -> ActBackoff:
+        """The backoff after a refusal: doubled for the same error class, started over for a new one."""
+        prev = s.backoff
+        operation = outcome.action.split(" ", 1)[0]  # the API name: the adapters append the resource and value
+        same = prev is not None and (prev.operation, prev.error_code) == (operation, outcome.error_code)
+        failures = prev.failures + 1 if prev is not None and same else 1
+        delay = min(self.options.backoff_first_s * 2 ** (failures - 1), self.options.backoff_max_s)
+        return ActBackoff(
+            operation=operation,
+            error_code=outcome.error_code or "Unknown",
+            failures=failures,
+            since=prev.since if prev is not None and same else now,
+            until=now + delay,
+            capacity=asked,
+            message=outcome.message[:500],
+        )
+
+    def _state_change(self, decision_id: str, outcome: Outcome, now: int, asked: int = 0) -> StateChange:
+        def change(s: AppliedState) -> dict[str, Any] | None:
+            update: dict[str, Any] = {}
+            if outcome.status is S.IN_FLIGHT:
+                update["in_flight"] = outcome.in_flight
+            elif outcome.status in FINAL and s.in_flight is not None and s.in_flight.decision_id == decision_id:
+                update["in_flight"] = None  # this decision's operation is over (a DEFERRED one is still owed)
+            if outcome.status in RECORDED:
+                if outcome.capacity is not None:
+                    update["capacity"] = outcome.capacity
+                if outcome.instance_type is not None:
+                    update["instance_type"] = outcome.instance_type
+                update |= {"last_decision_id": decision_id, "last_action": outcome.action}
+                if s.backoff is not None:
+                    update["backoff"] = None  # AWS took a change: whatever it refused before is behind us
+                if outcome.confirmed:
+                    update["confirmed_at"] = now
+            elif outcome.status is S.FAILED and outcome.action != "backoff":
+                update |= {"backoff": self._backoff_after(s, outcome, asked, now), "confirmed_at": 0}
+                if outcome.capacity is not None:
+                    update["capacity"] = outcome.capacity
+            elif outcome.status is S.DEFERRED and outcome.action != "backoff" and s.confirmed_at:
+                update["confirmed_at"] = 0  # something did not go through: read AWS back next time
+            if not update:
+                return None
+            return update | {"updated_at": now}
+
+        return change
+
+    def _finish(self, record: DecisionRecord, outcome: Outcome, run: ActRun) -> None:
+        """Record the outcome of a claimed (APPLYING) decision: state, then status, then the event."""
+        try:
+            change = self._state_change(record.decision_id, outcome, run.now, record.capacity)
+            state = self._update_state(record.target, change)
+        except ConflictError as exc:
+            state = None
+            outcome = replace(
+                outcome,
+                status=S.DEFERRED,
+                message=f"{outcome.message}; but the applied state could not be recorded ({exc}); "
+                "reconciled from AWS next cycle",
+            )
+        self._close(record, frozenset({S.APPLYING}), outcome, run, state)
+
+    def _close(
+        self,
+        record: DecisionRecord,
+        allowed: Iterable[DecisionStatus],
+        outcome: Outcome,
+        run: ActRun,
+        state: AppliedState | None = None,
+    ) -> bool:
+        """Move the decision to the outcome's status, keep the open-work index and queue its event;
+        False if the decision had moved on."""
+        try:
+            self.store.transition_decision(record, allowed, outcome.status, outcome=outcome.message, now=run.now)
+        except ConflictError as exc:
+            logger.warning(
+                "decision moved on before its outcome was recorded",
+                extra={"id": record.decision_id, "error_code": exc.code, "error": str(exc)},
+            )
+            run.summary.add("lost-claims")
+            return False
+        run.summary.add(outcome.status.value)
+        self._note_open_work(record, outcome, run, state)
+        self._log_outcome(record, outcome, state)
+        if outcome.status in PUBLISHED:
+            detail_type = "forescale.ActionFailed" if outcome.status is S.FAILED else "forescale.ActionApplied"
+            run.results.append(
+                (
+                    detail_type,
+                    ActionResultDetail(
+                        decision_id=record.decision_id,
+                        target=record.target,
+                        action=outcome.action,
+                        status=outcome.status,
+                        capacity=outcome.capacity if outcome.capacity is not None else record.capacity,
+                        instance_type=outcome.instance_type or record.instance_type,
+                        error_code=outcome.error_code,
+                        message=outcome.message[:MESSAGE_MAX],
+                    ),
+                )
+            )
+        return True
+
+    def _note_open_work(
+        self, record: DecisionRecord, outcome: Outcome, run: ActRun, state: AppliedState | None
+    ) -> None:
+        """Keep the open-work index: a note while the decision is owed or its operation runs, none after."""
+        urgency = _urgency(record)
+        if outcome.status is S.IN_FLIGHT:
+            due, urgency = run.now + self.options.poll_after_s, 0.0  # a poll: after the changes still owed
+        elif outcome.status is S.DEFERRED:
+            backoff = state.backoff if state is not None else None
+            due = backoff.until if backoff is not None and backoff.until > run.now else run.now
+        elif outcome.status is S.SUPERSEDED:
+            return  # the newer decision that superseded it has the target's note
+        else:
+            self.store.clear_open_work(record.target, record.decided_at)
+            return
+        self.store.mark_open_work(OpenWork(record.target, record.decided_at, urgency, due))
+
+    @staticmethod
+    def _log_outcome(record: DecisionRecord, outcome: Outcome, state: AppliedState | None) -> None:
+        """Say a refusal once: an ERROR for the first of its class, then a WARNING per retry refused
+        again; a decision held by the backoff is not logged (the summary counts it)."""
+        if outcome.status not in (S.FAILED, S.DEFERRED) or outcome.action == "backoff":
+            return
+        backoff = state.backoff if state is not None else None
+        repeat = outcome.status is S.FAILED and backoff is not None and backoff.failures > 1
+        log = logger.error if outcome.status is S.FAILED and not repeat else logger.warning
+        message = f"decision {outcome.status.value}"
+        if repeat:
+            message = "refused again; backing off"
+        extra: dict[str, Any] = {
+            "decision_id": record.decision_id,
+            "target": record.target,
+            "action": outcome.action,
+            "error_code": outcome.error_code,
+            "outcome": outcome.message[:1000],
+        }
+        if outcome.status is S.FAILED and backoff is not None:
+            extra |= {"backoff_failures": backoff.failures, "backoff_until": backoff.until}
+        log(message, extra=extra)
+
+    def _supersede(
+        self, record: DecisionRecord, allowed: Iterable[DecisionStatus], newer: DecisionRecord, run: ActRun
+    ) -> None:
+        message = (
+            f"superseded by the newer decision {newer.decision_id} (capacity {newer.capacity}) before it was applied"
+        )
+        self._close(record, allowed, Outcome(S.SUPERSEDED, "none", message), run)
+
+    def _publish(self, run: ActRun) -> None:
+        for detail_type in ("forescale.ActionApplied", "forescale.ActionFailed"):
+            details = [d for t, d in run.results if t == detail_type]
+            if not details:
+                continue
+            try:
+                self.publisher.publish(detail_type, details)
+            except Exception:
+                # The outcomes are stored; the events are notifications. Do not fail the run (a retry
+                # would find every decision handled and publish nothing anyway).
+                logger.exception("could not publish action results", extra={"detail_type": detail_type})
+                run.summary.add("publish-errors")
+
+    # ------------------------------------------------------------ reconcile and in-flight operations
+
+    def _reconcile(self, cfg: TargetConfig, run: ActRun, trust: bool) -> tuple[AppliedState, Actual | None, set[str]]:
+        """Finish the in-flight operation if AWS has, then what AWS has: the confirmed state when
+        `trust` allows it, otherwise read back (and recorded when it differs)."""
+        state = self.store.get_state(cfg.name)
+        finished: set[str] = set()
+        if state.in_flight is not None and cfg.name not in run.polled:
+            state, finished = self._poll(cfg, state, run)
+        if state.in_flight is not None:
+            return state, None, finished
+        actuator = self._actuator(cfg)
+        if trust and state.confirmed_at > 0:
+            trusted = actuator.trusted(state)
+            if trusted is not None:
+                return state, trusted, finished
+        actual = actuator.read(cfg)
+        drifted = actual.capacity != state.capacity or (
+            actual.instance_type is not None and actual.instance_type != state.instance_type
+        )
+        before = state.capacity
+
+        def change(s: AppliedState) -> dict[str, Any]:
+            update: dict[str, Any] = {
+                "capacity": actual.capacity,
+                "instance_type": actual.instance_type or s.instance_type,
+                "confirmed_at": run.now,
+                "function_reserved": actual.reserved if cfg.kind is TargetKind.LAMBDA_PROVISIONED else None,
+            }
+            if drifted:
+                update |= {
+                    "updated_at": run.now,
+                    "last_action": f"reconcile: AWS has {actual.capacity}, the state said {before}",
+                }
+            return update
+
+        try:
+            state = self._update_state(cfg.name, change)
+            if drifted and before is not None:  # a first read is not a correction
+                run.summary.add("reconciled")
+        except ConflictError as exc:
+            # Only bookkeeping: `actual` is what counts for applying, and the outcome is recorded after.
+            logger.warning("could not record the reconciled state", extra={"target": cfg.name, "error_code": exc.code})
+            run.summary.add("state-conflicts")
+        return state, actual, finished
+
+    def _poll(self, cfg: TargetConfig, state: AppliedState, run: ActRun) -> tuple[AppliedState, set[str]]:
+        """Ask AWS how the in-flight operation is doing; record it when it is over."""
+        op = state.in_flight
+        assert op is not None  # nosec B101  # _poll is only called with an in-flight op; narrows the type for mypy
+        run.polled.add(cfg.name)
+        try:
+            outcome = self._poll_op(cfg, op, run)
+        except DeferredError as exc:
+            outcome = Outcome(S.IN_FLIGHT, op.operation, f"could not check: {exc}", in_flight=op)
+        except RejectedError as exc:
+            outcome = Outcome(S.FAILED, op.operation, f"AWS refused while checking: {exc}", error_code=exc.code)
+        if outcome.status is S.IN_FLIGHT:
+            if outcome.in_flight != op:  # the type switch moved on a phase
+                state = self._update_state(cfg.name, lambda s: {"in_flight": outcome.in_flight, "updated_at": run.now})
+            due = run.now + self.options.poll_after_s if op.operation != "endpoint-type-switch" else run.now
+            self.store.mark_open_work(OpenWork(cfg.name, decided_at(op), 0.0, due))
+            return state, set()
+        state = self._update_state(cfg.name, self._state_change(op.decision_id, outcome, run.now, op.capacity))
+        run.summary.add("completed")
+        record = self.store.get_decision(cfg.name, decided_at(op))
+        if record is not None:
+            self._close(record, [S.IN_FLIGHT, S.APPLYING, S.DEFERRED], outcome, run, state)
+        return state, {op.decision_id}
+
+    def _poll_op(self, cfg: TargetConfig, op: InFlightOperation, run: ActRun) -> Outcome:
+        if op.operation in TypeSwitch.operations:
+            return self.type_switch.advance(cfg, op, run)
+        for actuator in self.actuators.values():
+            if op.operation in actuator.operations:
+                return actuator.poll(cfg, op, run)
+        raise RejectedError(op.operation, "UnknownOperation", f"act does not know how to poll {op.operation}")
+
+    # ------------------------------------------------------------ sweep
+
+    def _survey_safely(self, name: str, run: ActRun, note: OpenWork | None, reconcile: bool = True) -> list[Work]:
+        try:
+            cfg = self.store.get_target(name)
+            if cfg is None:
+                return self._orphaned(name, run, note)
+            return self._survey(cfg, run, note, reconcile)
+        except Exception as exc:  # one unreadable target must not stop the sweep of the others
+            logger.warning("sweep could not survey a target", extra={"target": name, "error": repr(exc)})
+            run.summary.add("errors")
+            return []
+
+    def _orphaned(self, name: str, run: ActRun, note: OpenWork | None) -> list[Work]:
+        """Open work of a target that is no longer registered: its open decisions fail with that reason."""
+        work: list[Work] = []
+        for record in self.store.list_decisions(name, limit=SWEEP_DEPTH):
+            allowed = self._claimable(record, run.now)
+            if allowed:
+                work.append((record, allowed, _urgency(record)))
+        if not work and note is not None:
+            self.store.clear_open_work(name, note.decided_at)
+        return work
+
+    def _survey(self, cfg: TargetConfig, run: ActRun, note: OpenWork | None, reconcile: bool) -> list[Work]:
+        """Poll the target's in-flight operation, supersede stale decisions, pick the one to process, and
+        (when `reconcile`) re-read a quiet target whose capacity was not confirmed for a while."""
+        state = self.store.get_state(cfg.name)
+        if state.in_flight is not None and cfg.name not in run.polled:
+            state, _ = self._poll(cfg, state, run)
+        decisions = self.store.list_decisions(cfg.name, limit=SWEEP_DEPTH)
+        candidate: Work | None = None
+        if decisions:
+            newest = decisions[0]
+            for older in decisions[1:]:
+                allowed = self._claimable(older, run.now)
+                if allowed:
+                    self._supersede(older, allowed, newest, run)
+            allowed = self._claimable(newest, run.now)
+            if allowed:
+                candidate = (newest, allowed, max(note.urgency if note is not None else 0.0, _urgency(newest)))
+            elif newest.status is S.IN_FLIGHT and (
+                state.in_flight is None or state.in_flight.decision_id != newest.decision_id
+            ):
+                # IN_FLIGHT without the operation in the state (its record was lost): re-derive from AWS.
+                candidate = (newest, frozenset({S.IN_FLIGHT}), _urgency(newest))
+        if candidate is None and state.in_flight is None:
+            if note is not None:
+                self.store.clear_open_work(cfg.name, note.decided_at)
+            stale = state.confirmed_at + self.options.reconcile_every_s <= run.now
+            if reconcile and stale:
+                self._reconcile(cfg, run, trust=False)
+        return [candidate] if candidate is not None else []
+
+    def _rotate(self, run: ActRun, seen: set[str], work: list[Work], time_left_s: Callable[[], float] | None) -> None:
+        """Look at the next quiet targets in name order (`rotation_per_sweep`), re-reading at most
+        `reconcile_reads_per_sweep` of them from AWS: every target is looked at in turn, none every
+        minute, and a decision whose event was lost is found on its target's turn."""
+        after = self.store.get_rotation()
+        page = self.store.list_targets_after(after, self.options.rotation_per_sweep)
+        reads = 0
+        last = after
+        stopped = False
+        for cfg in page:
+            if _out_of_time(time_left_s, self.options.stop_with_s_left):
+                stopped = True
+                break
+            last = cfg.name
+            if cfg.name in seen:
+                continue
+            seen.add(cfg.name)
+            state = self.store.get_state(cfg.name)
+            stale = state.confirmed_at + self.options.reconcile_every_s <= run.now
+            can_read = reads < self.options.reconcile_reads_per_sweep
+            if stale and can_read and state.in_flight is None:
+                reads += 1
+            work.extend(self._survey_safely(cfg.name, run, None, reconcile=stale and can_read))
+        end_of_names = len(page) < self.options.rotation_per_sweep and not stopped
+        self.store.set_rotation("" if end_of_names else last)
