@@ -78,7 +78,9 @@ MANAGED_RESOURCE_MUTATING = LAMBDA_MUTATING + SAGEMAKER_MUTATING + AUTOSCALING_M
 # kill switch) and by `dynamodb:Attributes` to the attributes of the item kinds it writes, so that
 # only collect's tag discovery can write a target's `config` (its mode, its bounds).
 TABLE_READ = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
-TABLE_WRITE = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+# BatchWriteItem: collect's sample merge and history import. A TransactWriteItems call (plan's checkpoint)
+# is authorized as the PutItem/UpdateItem/DeleteItem of each item in it, with the same conditions.
+TABLE_WRITE = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem")
 TABLE_ACCESS: dict[str, tuple[str, ...]] = {
     name: (*TABLE_READ, *TABLE_WRITE) for name in ("collect", "forecast", "plan", "act", "react", "rightsize")
 }
@@ -87,8 +89,9 @@ TABLE_ACCESS: dict[str, tuple[str, ...]] = {
 ITEM_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "samples": ("PK", "SK", "expiration", *(f"{field}??" for field in "rdcstlg")),
     "config": ("PK", "SK", "gsi1pk", "gsi1sk", "config", "version"),
-    "forecast": ("PK", "SK", "issued_at", "model", "blob", "refit_requested_at"),
-    "planner": ("PK", "SK", "blob", "observed_until", "version"),
+    "forecast": ("PK", "SK", "issued_at", "model", "blob", "refit_requested_at", "previous_at"),
+    # The hot item (`PLANNER`) and the checkpoint (`PLANNER#CHECKPOINT`); `blob` is an older format's.
+    "planner": ("PK", "SK", "blob", "observed_until", "version", "token", "checkpoint_version", "journal"),
     "decision": ("PK", "SK", "expiration", "record", "status"),
     "state": ("PK", "SK", "state", "version"),
 }
@@ -102,6 +105,10 @@ TARGET_ITEM_WRITES: dict[str, tuple[str, ...]] = {
     "rightsize": (),
 }
 TARGET_PARTITION = "TARGET#*"
+# act's own partitions (the open-work index, the user's autoscaling bounds, the rotation cursor) and
+# the attributes of their items.
+ACT_PARTITIONS = ("ACT#OPEN", "ACT#BOUNDS", "ACT#ROTATION")
+ACT_ATTRIBUTES = ("PK", "SK", "decided_at", "urgency", "due_at", "bounds", "after")
 IDEMPOTENCY_PARTITION = "idempotency#{function}"  # lambda_support.once's static partition key
 # DynamoDB with a customer-managed key: what a reader/writer needs on the key (no wildcard actions).
 KMS_TABLE_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey")
@@ -156,6 +163,20 @@ def table_statements(
                     "ForAllValues:StringLike": {
                         "dynamodb:LeadingKeys": [TARGET_PARTITION],
                         "dynamodb:Attributes": attributes,
+                    }
+                },
+            )
+        )
+    if function == "act":
+        statements.append(
+            iam.PolicyStatement(
+                sid="ActWorkItems",
+                actions=writes,
+                resources=[table_arn],
+                conditions={
+                    "ForAllValues:StringEquals": {
+                        "dynamodb:LeadingKeys": list(ACT_PARTITIONS),
+                        "dynamodb:Attributes": list(ACT_ATTRIBUTES),
                     }
                 },
             )

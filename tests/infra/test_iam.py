@@ -257,9 +257,8 @@ def attribute_names(params: dict[str, Any]) -> set[str]:
     return names
 
 
-def _satisfies(statement: dict[str, Any], call: Any) -> bool:
-    """Whether the call meets the statement's conditions (the scenario's resources carry the managed tag)."""
-    params = call.params
+def _satisfies(statement: dict[str, Any], params: dict[str, Any]) -> bool:
+    """Whether a request meets the statement's conditions (the scenario's resources carry the managed tag)."""
     for operator, keys in statement.get("Condition", {}).items():
         for key, raw in keys.items():
             wanted = [str(v) for v in as_list(raw)]
@@ -282,15 +281,40 @@ def _satisfies(statement: dict[str, Any], call: Any) -> bool:
     return True
 
 
+_TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
+
+
+def authorizations(call: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The (IAM action, request) pairs IAM evaluates for a call: a BatchWriteItem is
+    dynamodb:BatchWriteItem once per item written or deleted, a TransactWriteItems the item action of
+    each of its items (IAM has no TransactWriteItems action), anything else itself."""
+    service, operation, params = call.site.service, call.site.operation, call.params
+    if service == "dynamodb" and operation == "BatchWriteItem":
+        return [
+            ("dynamodb:BatchWriteItem", r.get("PutRequest") or r.get("DeleteRequest") or {})
+            for requests in params["RequestItems"].values()
+            for r in requests
+        ]
+    if service == "dynamodb" and operation == "TransactWriteItems":
+        return [
+            (f"dynamodb:{_TRANSACT_ACTIONS[kind]}", request)
+            for item in params["TransactItems"]
+            for kind, request in item.items()
+        ]
+    return [(f"{IAM_PREFIX.get(service, service)}:{operation}", params)]
+
+
 def allowed(role_statements: list[dict[str, Any]], call: Any) -> bool:
-    service = call.site.service
-    action = f"{IAM_PREFIX.get(service, service)}:{call.site.operation}"
+    return all(_allowed_one(role_statements, action, params) for action, params in authorizations(call))
+
+
+def _allowed_one(role_statements: list[dict[str, Any]], action: str, params: dict[str, Any]) -> bool:
     for statement in role_statements:
         if not any(fnmatch.fnmatchcase(action, a) for a in as_list(statement["Action"])):
             continue
-        if "IndexName" in call.params and "/index/gsi1" not in json.dumps(statement["Resource"]):
+        if "IndexName" in params and "/index/gsi1" not in json.dumps(statement["Resource"]):
             continue
-        if _satisfies(statement, call):
+        if _satisfies(statement, params):
             return True
     return False
 

@@ -25,12 +25,13 @@ Idempotency records, which live under `PK = idempotency#<function>`):
 - decision: `TARGET#<name>` / `DECISION#<decided_at:010d>`: the audit trail; `status` moves by
   conditional updates; TTL 400 days.
 - applied state: `TARGET#<name>` / `STATE`: capacity in effect, in-flight operation, `version`.
-- global control: `GLOBAL` / `CONTROL`: `paused` (the kill switch), `reason`, `updated_at`.
+- global control: `GLOBAL` / `CONTROL`: `paused` (the kill switch), `reason`, `updated_at`; no function writes
+  the `GLOBAL` partition (IAM scopes writes by partition), only the operator CLI.
 - act's open work: `ACT#OPEN` / `<name>`, one small item per target with an open decision or an
   in-flight operation (`decided_at`, `urgency` requests/s, `due_at`); act's sweep Queries this one
   partition instead of every target's decisions. `ACT#BOUNDS` / `<name>`: the user's own Application
   Auto Scaling bounds, kept apart from the target's items so that they outlive `targets remove`.
-  `GLOBAL` / `ACT#ROTATION`: where the sweep's reconcile rotation stopped (`after`, a target name).
+  `ACT#ROTATION` / `CURSOR`: where the sweep's reconcile rotation stopped (`after`, a target name).
 
 Every write that can race is conditional: config and state on `version`, decisions on their
 `status`, new decisions on `attribute_not_exists`. A lost race raises `ConflictError`; a redelivered
@@ -76,6 +77,9 @@ DECISION_TTL_S = 400 * 86_400
 CHECKPOINT_SK = "PLANNER#CHECKPOINT"
 OPEN_WORK_PK = "ACT#OPEN"  # act's index of targets with open work
 USER_BOUNDS_PK = "ACT#BOUNDS"  # the user's own autoscaling bounds forescale must give back
+# Where act's reconcile rotation stopped. Not under GLOBAL: a role that may write there could overwrite
+# the kill switch (`GLOBAL` / `CONTROL`), and IAM's LeadingKeys cannot tell sort keys apart.
+ROTATION_PK = "ACT#ROTATION"
 SAMPLE_FIELDS = {
     "r": "rate_rps",
     "d": "duration_ms",
@@ -1087,11 +1091,11 @@ class DynamoStateStore(StateStore):
         return [TargetConfig.model_validate_json(_plain(i)["config"]) for i in resp.get("Items", [])]
 
     def get_rotation(self) -> str:
-        item = self._get("GLOBAL", "ACT#ROTATION")
+        item = self._get(ROTATION_PK, "CURSOR")
         return str(item.get("after", "")) if item else ""
 
     def set_rotation(self, after: str) -> None:
-        self._db.put_item(TableName=self._table, Item=_item({"PK": "GLOBAL", "SK": "ACT#ROTATION", "after": after}))
+        self._db.put_item(TableName=self._table, Item=_item({"PK": ROTATION_PK, "SK": "CURSOR", "after": after}))
 
     def remember_user_bounds(self, target: str, bounds: UserBounds) -> UserBounds:
         values = {"PK": USER_BOUNDS_PK, "SK": target, "bounds": bounds.model_dump_json()}
