@@ -281,7 +281,12 @@ def _satisfies(statement: dict[str, Any], params: dict[str, Any]) -> bool:
     return True
 
 
-_TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
+_TRANSACT_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
 
 
 def authorizations(call: Any) -> list[tuple[str, dict[str, Any]]]:
