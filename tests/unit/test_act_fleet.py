@@ -23,6 +23,7 @@ from tests.unit.test_act_service import World
 
 S = DecisionStatus
 T0 = 1_700_000_000
+FUTURE = T0 + 5 * 365 * 86_400
 
 
 @pytest.fixture(autouse=True)
@@ -264,3 +265,22 @@ def test_what_an_invocation_has_no_time_for_stays_queued_and_the_sweep_applies_i
     w.act.sweep(T0 + 60)
     assert [p.split()[1] for p in puts(w)][4:] == [f"fn-{i}:live=5" for i in (5, 4, 3, 2, 1, 0)]
     assert all(w.decision(f"fn-{i}").status in (S.IN_FLIGHT, S.APPLIED) for i in range(10))
+
+
+# ---------------------------------------------------------------- issue 15 item 2: a decision "from" the future
+
+
+def test_given_a_stored_decision_dated_in_the_future_then_it_is_not_applied_and_supersedes_nothing() -> None:
+    # Given a decision stored five years ahead (a forged event that got through before events were time-bounded)
+    w = world()
+    w.lam.add_function("orders")
+    w.target(pc())
+    w.decide("orders", 900, at=FUTURE)
+    # When plan decides a real change now and act sweeps
+    w.act.apply_decisions([w.decide("orders", 12, at=T0 + 60)], T0 + 65)
+    w.act.sweep(T0 + 120)
+    # Then the real decision is applied, the future one is closed as FAILED, and AWS never saw 900
+    assert w.decision("orders", T0 + 60).status is S.APPLIED
+    assert puts(w) == ["set_provisioned orders:live=12"]
+    future = w.decision("orders", FUTURE)
+    assert future.status is S.FAILED and "dated in the future" in (future.outcome or "")

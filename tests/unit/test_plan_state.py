@@ -175,3 +175,23 @@ def test_given_a_lost_checkpoint_then_the_target_is_planned_fresh_and_named_not_
     del store.checkpoints["api"]  # the hot record says version 1; its checkpoint is gone
     summary = PlanService(store, bus, warmup_s=3600).plan(["api"], START + 60 * 31)
     assert summary.snapshot_errors == ["api"] and summary.decided == 1 and not summary.conflicts
+
+
+def test_given_a_stored_planner_that_decided_in_the_future_then_it_is_not_restored() -> None:
+    # A planner "from" the future (a forged reaction stored before events were time-bounded) would make
+    # every real step look decided already (`last_decided_at >= step`) and freeze the target.
+    from forescale.domain import snapshot
+    from forescale.domain.planner import StepInput
+    from forescale.runtime.plan import build_planner
+
+    cfg = lambda_target(guardrails={"stabilisation_window_s": 0})
+    store, bus = InMemoryStateStore(), RecordingPublisher()
+    store.put_target(cfg)
+    store.put_state(AppliedState(target="api", capacity=12))
+    store.put_samples(samples("api", [10.0] * 120), ttl_s=86_400)
+    forged = build_planner(cfg)
+    forged.decide(StepInput(now=START + 5 * 365 * 86_400))
+    store.put_planner("api", snapshot.dump(forged), START, 0)
+    summary = PlanService(store, bus, warmup_s=3600).plan(["api"], START + 120 * 60)
+    assert summary.snapshot_errors == ["api"] and summary.fresh_planners == 1
+    assert summary.decided == 1

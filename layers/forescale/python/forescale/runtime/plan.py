@@ -40,6 +40,7 @@ from forescale.domain.forecast import Forecast, SeriesHistory
 from forescale.domain.planner import Planner, StepInput
 from forescale.domain.policies import make_policy
 from forescale.runtime.models import (
+    CLOCK_SKEW_S,
     AppliedState,
     DecisionMadeDetail,
     DecisionRecord,
@@ -274,7 +275,7 @@ def restore_from(
     reason = ""
     if blob is not None:
         try:
-            snapshot.load(planner, blob)
+            snapshot.load(planner, blob, not_after=step_now + CLOCK_SKEW_S)
             journal = decode_journal(rec.journal)
             for step in journal:
                 issued = step.forecast_issued_at

@@ -73,6 +73,7 @@ from forescale.runtime.act.lambda_reserved import ReservedConcurrency
 from forescale.runtime.act.sagemaker_count import InstanceCount
 from forescale.runtime.act.sagemaker_type import TypeSwitch
 from forescale.runtime.models import (
+    CLOCK_SKEW_S,
     ActBackoff,
     ActionResultDetail,
     AppliedState,
@@ -90,6 +91,9 @@ S = DecisionStatus
 STATE_WRITE_ATTEMPTS = 5
 SWEEP_DEPTH = 20  # decisions read per open target by the sweep: the newest is applied, older open ones superseded
 MESSAGE_MAX = 4000  # ActionResultDetail.message
+_FUTURE_DATED = (
+    "the decision is dated in the future (more than the clock skew allowed): not applied, and it supersedes nothing"
+)
 RECORDED = frozenset({S.APPLIED, S.IN_FLIGHT, S.NO_CHANGE})  # outcomes that change the AppliedState
 FINAL = frozenset({S.APPLIED, S.FAILED, S.NO_CHANGE, S.DRY_RUN, S.SUPERSEDED})
 PUBLISHED = frozenset({S.APPLIED, S.IN_FLIGHT, S.NO_CHANGE, S.DRY_RUN, S.FAILED})
@@ -288,7 +292,12 @@ class ActService:
                 record, allowed, Outcome(S.FAILED, "none", f"target {record.target} is no longer registered"), run
             )
             return
-        newest = self.store.list_decisions(record.target, limit=1)
+        if record.decided_at > now + CLOCK_SKEW_S:
+            # Dated in the future (a forged or corrupt record): acting on it would also let it supersede
+            # every real decision until that date.
+            self._close(record, allowed, Outcome(S.FAILED, "none", _FUTURE_DATED), run)
+            return
+        newest = [d for d in self.store.list_decisions(record.target, limit=3) if d.decided_at <= now + CLOCK_SKEW_S]
         if newest and newest[0].decided_at > record.decided_at:
             self._supersede(record, allowed, newest[0], run)
             return
@@ -659,6 +668,11 @@ class ActService:
         if state.in_flight is not None and cfg.name not in run.polled:
             state, _ = self._poll(cfg, state, run)
         decisions = self.store.list_decisions(cfg.name, limit=SWEEP_DEPTH)
+        for future in [d for d in decisions if d.decided_at > run.now + CLOCK_SKEW_S]:
+            allowed = self._claimable(future, run.now)
+            if allowed:
+                self._close(future, allowed, Outcome(S.FAILED, "none", _FUTURE_DATED), run)
+        decisions = [d for d in decisions if d.decided_at <= run.now + CLOCK_SKEW_S]
         candidate: Work | None = None
         if decisions:
             newest = decisions[0]
