@@ -58,7 +58,8 @@ class CountingStore(InMemoryStateStore):
 
 def fleet(store: InMemoryStateStore, names: Sequence[str], minutes: int, start: int = START) -> None:
     for name in names:
-        store.put_target(TargetConfig(name=name, kind="lambda-reserved", function_name=name))  # type: ignore[arg-type]
+        # A function name is at most 64 characters; a target name may be longer.
+        store.put_target(TargetConfig(name=name, kind="lambda-reserved", function_name=name[:64]))  # type: ignore[arg-type]
     store.put_samples(
         [DemandSampleDetail(target=n, timestamp=start + 60 * i, requests=600) for n in names for i in range(minutes)],
         ttl_s=DAY,
