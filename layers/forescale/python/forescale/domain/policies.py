@@ -319,8 +319,11 @@ class PredictiveParams:
       of the capacity, and when it saves at least `change_cost_usd` over `value_horizon_s`; a
       scale-out goes at once. (Without them, pre-scaling raised and the step decision lowered in
       every 10-minute step: 125 changes per target-day on servegen-large.)
-    - `slo_gain` and the other `slo_*`: the error-budget controller (`forescale.domain.slo`); 0 turns
-      it off. The budget itself is always tracked and reported in the decision's reason.
+    - `slo_gain` and the other `slo_*`: the error-budget controller (`forescale.domain.slo`): misses
+      over `slo_setpoint` × the SLO raise the headroom (up to `slo_headroom_max`), misses that came
+      from a standing start raise a standing floor (`slo_floor`), and steps under it lower both
+      again, never below the calibrated sizing (`slo_headroom_min` 1). 0 turns it off; the budget
+      itself is always tracked and reported in the decision's reason.
     """
 
     sizing_quantile: float = 0.92
@@ -352,16 +355,16 @@ class PredictiveParams:
     type_switch_margin: float = DEFAULT_SWITCH_MARGIN
     type_switch_confirmations: int = DEFAULT_SWITCH_CONFIRMATIONS
     type_switch_dwell_s: int = DEFAULT_SWITCH_DWELL_S
-    slo_gain: float = 0.0
+    slo_gain: float = 0.01
     slo_setpoint: float = 0.85
-    slo_floor: bool = False
+    slo_floor: bool = True
     hold_steps: int = 3
     min_scale_in: float = 0.1
     change_cost_usd: float = 0.0
     value_horizon_s: int = 3600
     slo_window_s: int = DAY_S
-    slo_max_excess: float = 10.0
-    slo_headroom_min: float = 0.7
+    slo_max_excess: float = 100.0
+    slo_headroom_min: float = 1.0
     slo_headroom_max: float = 3.0
 
     def __post_init__(self) -> None:
