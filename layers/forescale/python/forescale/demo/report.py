@@ -25,13 +25,12 @@ matplotlib is imported lazily (Agg canvas, no pyplot), so importing this module 
 from __future__ import annotations
 
 import base64
-import html
 import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +41,7 @@ from forescale.replay.trace import Trace, TraceTarget
 from forescale.runtime.models import DecisionRecord
 
 if TYPE_CHECKING:
+    import jinja2
     import numpy as np
     import numpy.typing as npt
 
@@ -845,242 +845,159 @@ def _runs(flags: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
 
 
 # --- HTML -------------------------------------------------------------------------------------------
+# The page's markup is in templates/ (Jinja2, autoescaped); here its values are formatted.
 
-_CSS = """
-:root { --ink:#111827; --muted:#6b7280; --line:#e5e7eb; --soft:#f9fafb; --good:#059669; --bad:#dc2626; }
-* { box-sizing: border-box; }
-body { margin: 0; background: #f3f4f6; color: var(--ink);
-  font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
-main { max-width: 1440px; margin: 0 auto; padding: 24px 28px 48px; }
-h1 { font-size: 24px; margin: 0 0 4px; }
-h2 { font-size: 19px; margin: 0; }
-h3 { font-size: 15px; margin: 22px 0 8px; }
-.sub { color: var(--muted); margin: 0 0 18px; }
-section { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 18px 20px; margin: 18px 0; }
-.cards { display: grid; grid-template-columns: repeat(4, 1fr); gap: 12px; margin: 14px 0 4px; }
-.card { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; }
-.card .k { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
-.card .v { font-size: 22px; font-weight: 650; margin-top: 2px; font-variant-numeric: tabular-nums; }
-.card .d { color: var(--muted); font-size: 13px; font-variant-numeric: tabular-nums; }
-table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
-th, td { padding: 4px 9px; border-bottom: 1px solid var(--line); vertical-align: top; }
-th { text-align: left; font-size: 12px; color: var(--muted); font-weight: 600; background: var(--soft); }
-td.n, th.n { text-align: right; white-space: nowrap; }
-tbody.group td { border-bottom-color: #f1f2f4; }
-tr.verdict td { font-size: 13px; color: #374151; border-bottom: 2px solid var(--line); padding-bottom: 9px; }
-tr.verdict .better { color: var(--good); font-weight: 600; }
-tr.verdict .worse { color: var(--bad); font-weight: 600; }
-td.tname { font-weight: 650; }
-td.tname .desc, .muted { color: var(--muted); font-weight: 400; font-size: 12.5px; }
-.chip { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 6px; vertical-align: -1px; }
-tr.oracle td { color: var(--muted); }
-tfoot td { font-weight: 600; background: var(--soft); }
-img.chart { display: block; width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px;
-  margin-top: 10px; }
-table.decisions td { font-size: 12px; line-height: 1.35; padding: 3px 8px; }
-table.decisions td.reason { color: #374151; width: 55%; }
-.tag { display: inline-block; font-size: 11px; padding: 0 6px; border-radius: 9px; background: #eef2ff; color: #3730a3;
-  margin: 0 4px 2px 0; }
-.up { color: var(--good); } .down { color: #2563eb; }
-.howto { columns: 2; column-gap: 32px; color: #374151; }
-.howto p { margin: 0 0 9px; break-inside: avoid; }
-dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 3px 18px; margin: 0; }
-dl.facts dt { color: var(--muted); } dl.facts dd { margin: 0; font-variant-numeric: tabular-nums; }
-code { font: 12.5px ui-monospace, "DejaVu Sans Mono", monospace; background: var(--soft); padding: 0 3px;
-  border-radius: 3px; }
-"""
+TEMPLATES = Path(__file__).parent / "templates"
 
 
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
+@cache
+def _templates() -> jinja2.Environment:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
 
 
-def _chip(colour: str) -> str:
-    return f'<span class="chip" style="background:{colour}"></span>'
-
-
-def _cards(report: Report) -> str:
+def _cards(report: Report) -> list[dict[str, str]]:
     o = report.summary.overall
     base = report.baseline_label
     saved = o.saved_usd
     pct = o.saved_pct
-    saved_v = _usd(saved) if saved >= 0 else f"+{_usd(-saved)}"
-    cards = [
-        (
-            "capacity cost saved" if saved >= 0 else "extra capacity cost",
-            saved_v + (f" <small>({abs(pct):.1f} %)</small>" if pct is not None else ""),
-            f"forescale {_usd(o.forescale.capacity_cost_usd)} vs {base} {_usd(o.baseline.capacity_cost_usd)}",
-        ),
-        (
-            "requests missed",
-            _pct(o.forescale.miss_pct),
-            f"{base} {_pct(o.baseline.miss_pct)} · oracle {_pct(o.oracle.miss_pct)}",
-        ),
-        (
-            "capacity vs oracle",
-            _ratio(o.forescale.vs_oracle),
-            f"{base} {_ratio(o.baseline.vs_oracle)} · oracle {_usd(o.oracle.capacity_cost_usd)}",
-        ),
-        (
-            "decisions",
-            f"{report.facts.decisions:,}",
-            f"{o.forescale.changes or 0:,} capacity changes · {report.facts.api_calls:,} API calls",
-        ),
+    return [
+        {
+            "key": "capacity cost saved" if saved >= 0 else "extra capacity cost",
+            "value": _usd(saved) if saved >= 0 else f"+{_usd(-saved)}",
+            "small": f"({abs(pct):.1f} %)" if pct is not None else "",
+            "detail": f"forescale {_usd(o.forescale.capacity_cost_usd)} vs {base} {_usd(o.baseline.capacity_cost_usd)}",
+        },
+        {
+            "key": "requests missed",
+            "value": _pct(o.forescale.miss_pct),
+            "small": "",
+            "detail": f"{base} {_pct(o.baseline.miss_pct)} · oracle {_pct(o.oracle.miss_pct)}",
+        },
+        {
+            "key": "capacity vs oracle",
+            "value": _ratio(o.forescale.vs_oracle),
+            "small": "",
+            "detail": f"{base} {_ratio(o.baseline.vs_oracle)} · oracle {_usd(o.oracle.capacity_cost_usd)}",
+        },
+        {
+            "key": "decisions",
+            "value": f"{report.facts.decisions:,}",
+            "small": "",
+            "detail": f"{o.forescale.changes or 0:,} capacity changes · {report.facts.api_calls:,} API calls",
+        },
     ]
-    body = "".join(
-        f'<div class="card"><div class="k">{_e(k)}</div><div class="v">{v}</div><div class="d">{_e(d)}</div></div>'
-        for k, v, d in cards
-    )
-    return f'<div class="cards">{body}</div>'
 
 
-def _policy_row(p: PolicyFigures, unit: str, colour: str, css: str = "") -> str:
-    itype = f'<span class="muted"> · {_e(p.instance_type)}</span>' if p.instance_type else ""
-    return (
-        f'<tr class="{css}"><td>{_chip(colour)}{_e(p.policy)}</td>'
-        f'<td class="n">{_e(_capacity(p.mean_capacity, unit))}{itype}</td>'
-        f'<td class="n">{_e(_usd(p.capacity_cost_usd))}</td>'
-        f'<td class="n">{_e(_ratio(p.vs_oracle))}</td>'
-        f'<td class="n">{_e(_compact(p.missed))}</td>'
-        f'<td class="n">{_e(_pct(p.miss_pct))}</td>'
-        f'<td class="n">{"—" if p.changes is None else f"{p.changes:,}"}</td></tr>'
-    )
+def _policy_cells(p: PolicyFigures, unit: str, colour: str, css: str = "") -> dict[str, str]:
+    return {
+        "css": css,
+        "colour": colour,
+        "policy": p.policy,
+        "mean_capacity": _capacity(p.mean_capacity, unit),
+        "instance_type": p.instance_type or "",
+        "capacity_cost": _usd(p.capacity_cost_usd),
+        "vs_oracle": _ratio(p.vs_oracle),
+        "missed": _compact(p.missed),
+        "miss_pct": _pct(p.miss_pct),
+        "changes": "—" if p.changes is None else f"{p.changes:,}",
+    }
 
 
-def _verdict(t: TargetSummary, baseline: str) -> str:
+def _policies(t: TargetSummary) -> list[dict[str, str]]:
+    return [
+        _policy_cells(t.forescale, t.unit, COLOURS["forescale"]),
+        _policy_cells(t.baseline, t.unit, COLOURS["baseline"]),
+        _policy_cells(t.oracle, t.unit, COLOURS["oracle"], "oracle"),
+    ]
+
+
+def _verdict(t: TargetSummary, baseline: str) -> dict[str, str]:
+    """`_versus`'s sentence in its three parts, each coloured: green where forescale did better."""
     saved = t.saved_usd
-    money_css = "better" if saved > 0 else "worse" if saved < 0 else ""
     ours, theirs = t.forescale.miss_pct, t.baseline.miss_pct
-    spill_css = "better" if ours < theirs else "worse" if ours > theirs else ""
-    text = _versus(t, baseline)
-    head, _, rest = text.partition(": ")
+    head, _, rest = _versus(t, baseline).partition(": ")
     money, _, spill = rest.partition("; ")
-    return (
-        f'<tr class="verdict"><td colspan="7">{_e(head)}: <span class="{money_css}">{_e(money)}</span>; '
-        f'<span class="{spill_css}">{_e(spill)}</span>'
-        f'<span class="muted"> · full bill with duration charges: '
-        f"{_e(_usd(t.forescale.cost_usd))} vs {_e(_usd(t.baseline.cost_usd))}</span></td></tr>"
-    )
+    return {
+        "head": head,
+        "money": money,
+        "money_css": "better" if saved > 0 else "worse" if saved < 0 else "",
+        "spill": spill,
+        "spill_css": "better" if ours < theirs else "worse" if ours > theirs else "",
+        "bill_ours": _usd(t.forescale.cost_usd),
+        "bill_theirs": _usd(t.baseline.cost_usd),
+    }
 
 
-def _summary_table(report: Report) -> str:
+def _summary_rows(report: Report) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The summary table: one group per target (three policies and a verdict), and the overall footer."""
     s = report.summary
-    base = report.baseline_label
-    head = (
-        "<thead><tr><th>target</th><th>demand</th><th>policy</th><th class='n'>mean capacity</th>"
-        "<th class='n'>capacity cost</th><th class='n'>× oracle</th><th class='n'>missed requests</th>"
-        "<th class='n'>missed %</th><th class='n'>capacity changes</th></tr></thead>"
-    )
-    groups = []
-    for t in s.targets:
-        rows = [
-            _policy_row(t.forescale, t.unit, COLOURS["forescale"]),
-            _policy_row(t.baseline, t.unit, COLOURS["baseline"]),
-            _policy_row(t.oracle, t.unit, COLOURS["oracle"], "oracle"),
-            _verdict(t, base),
-        ]
-        lead = (
-            f'<td rowspan="4" class="tname">{_e(t.target)}<div class="desc">{_e(_kind_short(t.kind))}</div></td>'
-            f'<td rowspan="4" class="n">{_e(_compact(t.requests))} req<div class="muted">peak {_e(_rate(t.peak_rps))}'
-            f' req/s</div><div class="muted">mean {_e(_rate(t.mean_rps))} req/s</div></td>'
-        )
-        rows[0] = rows[0].replace('<tr class="">', f'<tr class="">{lead}', 1)
-        groups.append(f'<tbody class="group">{"".join(rows)}</tbody>')
-    o = s.overall
-    foot_rows = [
-        _policy_row(o.forescale, "", COLOURS["forescale"]),
-        _policy_row(o.baseline, "", COLOURS["baseline"]),
-        _policy_row(o.oracle, "", COLOURS["oracle"], "oracle"),
+    targets = [
+        {
+            "name": t.target,
+            "kind": _kind_short(t.kind),
+            "requests": _compact(t.requests),
+            "peak_rps": _rate(t.peak_rps),
+            "mean_rps": _rate(t.mean_rps),
+            "policies": _policies(t),
+            "verdict": _verdict(t, report.baseline_label),
+        }
+        for t in s.targets
     ]
-    lead = (
-        f'<td rowspan="3">overall</td><td rowspan="3" class="n">{_e(_compact(o.requests))} req'
-        f'<div class="muted">{len(s.targets)} targets</div></td>'
-    )
-    foot_rows[0] = foot_rows[0].replace('<tr class="">', f'<tr class="">{lead}', 1)
-    return f"<table class='summary'>{head}{''.join(groups)}<tfoot>{''.join(foot_rows)}</tfoot></table>"
+    overall = {"requests": _compact(s.overall.requests), "targets": len(s.targets), "policies": _policies(s.overall)}
+    return targets, overall
 
 
 def _kind_short(kind: str) -> str:
     return "Lambda · environments" if kind == "lambda" else "SageMaker · instances"
 
 
-def _howto(report: Report) -> str:
-    pct = f"{100 * report.eps:g} %"
-    paragraphs = [
-        "<b>Demand</b> is what each target received, in requests per second. "
-        "<b>Capacity</b> is what was in force at each minute, after AWS's lead time (Lambda provisioned "
-        "concurrency: 2 min to scale out; a GPU instance: 6 min, 10 min to change type). The charts draw it as "
-        f"the request rate it serves with at most {pct} missed, so demand above the green line means misses; "
-        "the right axis converts rates to concurrent executions (Lambda; P environments serve a little less "
-        f"than P concurrent at {pct} spill, so the line sits below P) or to instances of the main type (SageMaker).",
-        "<b>Missed requests</b>: for Lambda, requests that found every provisioned environment busy and ran "
-        "on-demand with a cold-start risk (Erlang B, Poisson arrivals within a minute: optimistic for bursts); "
-        "for SageMaker, requests above the fleet's capacity at the latency SLO (queued or throttled).",
-        "<b>Capacity cost</b> is provisioned concurrency (GB-seconds) or instance-hours at us-east-1 list "
-        "prices over the window. Lambda duration charges are left out because every policy pays them alike; "
-        "the full bill is in the verdict line and <code>summary.json</code>.",
-        "<b>Oracle</b> sizes every minute from that minute's own demand with zero lead time: the floor no real "
-        "autoscaler reaches. <b>× oracle</b> is a policy's capacity cost divided by the oracle's.",
-        f"<b>{_e(report.baseline_label)}</b>: {_e(report.baseline_note)}",
-        "A policy is better only with less of both, missed requests and capacity. The scores come from "
-        "<code>forescale.replay.evaluate</code>, which follows the shared yardstick's model; "
-        "<code>decisions.csv</code> and <code>baseline-decisions.csv</code> can be re-scored with it.",
-    ]
-    return '<div class="howto">' + "".join(f"<p>{p}</p>" for p in paragraphs) + "</div>"
+def _decision_view(r: DecisionRecord) -> dict[str, Any]:
+    itype = ""
+    if r.instance_type and r.instance_type != r.previous_instance_type:
+        itype = f"{r.previous_instance_type or '?'} → {r.instance_type}"
+    return {
+        "decided_at": _when(r.decided_at),
+        "direction": "up" if r.capacity > r.previous else "down" if r.capacity < r.previous else "",
+        "previous": r.previous,
+        "capacity": r.capacity,
+        "instance_change": itype,
+        "observed": "missing" if r.data_missing or r.observed_rps is None else _rate(r.observed_rps),
+        "sized_for": _rate(r.demand_rps),
+        "band": "—" if r.band is None else " / ".join(_rate(v) for v in r.band),
+        "tags": list(r.shaped_by),
+        "reason": r.reason,
+        "status": r.status.value,
+        "mode": r.mode.value,
+    }
 
 
-def _decision_rows(records: Sequence[DecisionRecord], unit: str) -> str:
-    out = []
-    for r in records:
-        if r.capacity > r.previous:
-            change = f'<span class="up">{r.previous} → {r.capacity}</span>'
-        elif r.capacity < r.previous:
-            change = f'<span class="down">{r.previous} → {r.capacity}</span>'
-        else:
-            change = f"{r.capacity}"
-        itype = ""
-        if r.instance_type and r.instance_type != r.previous_instance_type:
-            itype = f"<div class='muted'>{_e(r.previous_instance_type or '?')} → {_e(r.instance_type)}</div>"
-        observed = "missing" if r.data_missing or r.observed_rps is None else _rate(r.observed_rps)
-        band = "—" if r.band is None else " / ".join(_rate(v) for v in r.band)
-        tags = "".join(f'<span class="tag">{_e(g)}</span>' for g in r.shaped_by)
-        out.append(
-            f"<tr><td class='n'>{_e(_when(r.decided_at))}</td><td class='n'>{change} {unit}{itype}</td>"
-            f"<td class='n'>{_e(observed)}</td><td class='n'>{_e(_rate(r.demand_rps))}</td>"
-            f"<td class='n'>{_e(band)}</td><td class='reason'>{tags}{_e(r.reason)}</td>"
-            f"<td>{_e(r.status.value)}<div class='muted'>{_e(r.mode.value)}</div></td></tr>"
-        )
-    return "".join(out)
-
-
-def _target_section(report: Report, t: TargetSummary, png: bytes) -> str:
-    tt = report.trace.targets[t.target]
+def _target_section(report: Report, t: TargetSummary, png: bytes) -> dict[str, Any]:
     mine = [r for r in report.records if r.target == t.target]
     latest = sorted(mine, key=lambda r: r.decided_at, reverse=True)[: report.decisions_shown]
-    data = base64.b64encode(png).decode("ascii")
-    if latest:
-        decisions = (
-            f"<h3>Latest {len(latest)} of {len(mine):,} decisions <span class='muted'>(newest first)</span></h3>"
-            "<table class='decisions'><thead><tr><th class='n'>decided at (UTC)</th><th class='n'>capacity</th>"
-            "<th class='n'>observed req/s</th><th class='n'>sized for req/s</th>"
-            "<th class='n'>band low / median / high</th><th>reason</th><th>status</th></tr></thead>"
-            f"<tbody>{_decision_rows(latest, t.unit)}</tbody></table>"
-        )
-    else:
-        decisions = "<p class='muted'>No decision records for this target.</p>"
-    return (
-        f'<section id="{_e(t.target)}"><h2>{_e(t.target)}</h2>'
-        f'<p class="sub">{_e(_kind_line(tt))}{" · " + _e(t.description) if t.description else ""}</p>'
-        f'<img class="chart" alt="{_e(t.target)}: demand, forecast band, capacity and misses over time" '
-        f'src="data:image/png;base64,{data}">'
-        f"{decisions}</section>"
-    )
+    return {
+        "name": t.target,
+        "unit": t.unit,
+        "kind_line": _kind_line(report.trace.targets[t.target]),
+        "description": t.description,
+        "png_base64": base64.b64encode(png).decode("ascii"),
+        "decisions": [_decision_view(r) for r in latest],
+        "decision_count": f"{len(mine):,}",
+    }
 
 
-def _facts(report: Report, files: Mapping[str, str]) -> str:
+def _facts(report: Report, files: Mapping[str, str]) -> list[tuple[str, str]]:
     f = report.facts
     s = report.summary
-    items = [
+    return [
         ("command", f"forescale {f.command}"),
         ("workload", f.source),
         ("window", f"{_when(s.window_start)} → {_when(s.window_end)} UTC ({_days(f.simulated_days)})"),
@@ -1092,32 +1009,36 @@ def _facts(report: Report, files: Mapping[str, str]) -> str:
         ("AWS API calls", f"{f.api_calls:,}" + (f" (moto on 127.0.0.1:{f.moto_port})" if f.moto_port else "")),
         ("files", ", ".join(files.values())),
     ]
-    body = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items)
-    return f'<dl class="facts">{body}</dl>'
+
+
+def page_context(report: Report, charts: Mapping[str, bytes], files: Mapping[str, str]) -> dict[str, Any]:
+    """Every value `templates/report.html.j2` shows, formatted (strings and lists of them)."""
+    from forescale import __version__
+
+    s = report.summary
+    targets, overall = _summary_rows(report)
+    return {
+        "title": report.title,
+        "source": report.facts.source,
+        "headline": _headline(report),
+        "cards": _cards(report),
+        "window_start": _when(s.window_start),
+        "window_end": _when(s.window_end),
+        "targets": targets,
+        "overall": overall,
+        "slo_pct": f"{100 * report.eps:g} %",
+        "baseline_label": report.baseline_label,
+        "baseline_note": report.baseline_note,
+        "sections": [_target_section(report, t, charts[t.target]) for t in s.targets],
+        "facts": _facts(report, files),
+        "version": __version__,
+        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
 
 
 def render_html(report: Report, charts: Mapping[str, bytes], files: Mapping[str, str]) -> str:
     """The whole report as one HTML document; `charts` maps each target to its PNG bytes."""
-    s = report.summary
-    sections = "".join(_target_section(report, t, charts[t.target]) for t in s.targets)
-    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    from forescale import __version__
-
-    return (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{_e(report.title)}: {_e(report.facts.source)}</title><style>{_CSS}</style></head><body><main>"
-        f"<h1>{_e(report.title)}</h1><p class='sub'>{_e(_headline(report))}</p>"
-        f"{_cards(report)}"
-        f"<section><h2>Summary</h2><p class='sub' style='margin:2px 0 10px'>{_e(_when(s.window_start))} → "
-        f"{_e(_when(s.window_end))} UTC · capacity cost and misses over the whole window</p>"
-        f"{_summary_table(report)}</section>"
-        f"<section><h2>How to read this</h2><div style='height:8px'></div>{_howto(report)}</section>"
-        f"{sections}"
-        f"<section><h2>Run</h2><div style='height:8px'></div>{_facts(report, files)}</section>"
-        f"<p class='muted'>forescale {_e(__version__)} · generated {_e(generated)}</p>"
-        "</main></body></html>\n"
-    )
+    return _templates().get_template("report.html.j2").render(page_context(report, charts, files))
 
 
 # --- files ------------------------------------------------------------------------------------------
