@@ -195,7 +195,10 @@ class PolicyFigures:
     instances; None overall, where units differ). `capacity_cost_usd` is provisioned concurrency or
     instance-hours; `cost_usd` the full bill with Lambda duration charges (None for the oracle).
     `missed` are requests spilled to on-demand (Lambda) or above the fleet's capacity (SageMaker).
-    `changes` counts capacity changes (None for the oracle, which is not an actuator).
+    `changes` counts capacity changes decided inside the report window (a decision asking for other than
+    the capacity and type requested before it; None for the oracle, which is not an actuator).
+    `slo_miss` is the target's SLO, the share of requests it may miss (None overall, where each target
+    has its own).
     `instance_type` is the SageMaker type in force for most of the window (None for Lambda).
     """
 
@@ -208,10 +211,22 @@ class PolicyFigures:
     changes: int | None
     oracle_capacity_cost_usd: float
     instance_type: str | None = None
+    slo_miss: float | None = None
 
     @property
     def miss_pct(self) -> float:
         return 100 * self.missed / self.requests if self.requests else 0.0
+
+    @property
+    def budget_spent(self) -> float | None:
+        """The share of the SLO's error budget the misses spent over the window (1.0: all of it)."""
+        return self.missed / (self.slo_miss * self.requests) if self.slo_miss and self.requests else None
+
+    @property
+    def within_slo(self) -> bool | None:
+        """Whether the misses stayed within the SLO (None overall, or without requests)."""
+        spent = self.budget_spent
+        return None if spent is None else spent <= 1.0
 
     @property
     def vs_oracle(self) -> float | None:
@@ -230,6 +245,9 @@ class PolicyFigures:
             "miss_pct": self.miss_pct,
             "changes": self.changes,
             "instance_type": self.instance_type,
+            "slo_miss": self.slo_miss,
+            "slo_budget_spent": self.budget_spent,
+            "within_slo": self.within_slo,
         }
 
 
@@ -303,7 +321,7 @@ def _kind_unit(kind: str) -> str:
     return "env" if kind == "lambda" else "inst"
 
 
-def _policy(label: str, score: TargetScore, series: StepSeries) -> PolicyFigures:
+def _policy(label: str, score: TargetScore, series: StepSeries, changes: int, slo: float) -> PolicyFigures:
     valid = ~series.gap
     return PolicyFigures(
         policy=label,
@@ -312,10 +330,31 @@ def _policy(label: str, score: TargetScore, series: StepSeries) -> PolicyFigures
         cost_usd=score.cost_usd,
         missed=score.missed,
         requests=score.requests,
-        changes=score.api_calls,
+        changes=changes,
         oracle_capacity_cost_usd=score.oracle_capacity_cost_usd,
         instance_type=_dominant(series.instance_type, valid.tolist()),
+        slo_miss=slo,
     )
+
+
+def window_changes(rows: Sequence[DecisionRow], target: str, start: int, end: int) -> int:
+    """Capacity changes of `target` decided in [start, end): rows that ask for another capacity or
+    instance type than the row before them (which may be before the window: it sets what is in force)."""
+    changes = 0
+    prev: tuple[int, str | None] | None = None
+    for r in rows:
+        if r.target != target or r.decided_at >= end:
+            continue
+        key = (r.capacity, r.instance_type)
+        if r.decided_at >= start and key != prev:
+            changes += 1
+        prev = key
+    return changes
+
+
+def window_decisions(rows: Sequence[DecisionRow], start: int, end: int) -> int:
+    """Decisions recorded in [start, end), all targets."""
+    return sum(start <= r.decided_at < end for r in rows)
 
 
 def _dominant(types: Sequence[str | None], valid: Sequence[bool]) -> str | None:
@@ -352,6 +391,10 @@ def summarize(report: Report) -> Summary:
         )
         rates = [r / trace.step_s for r, g in zip(tt.requests, gaps, strict=True) if not g]
         seconds = len(rates) * trace.step_s
+        slo = tt.to_target().slo_miss
+        changes = [
+            window_changes(rs, name, trace.start, trace.end) for rs in (report.forescale_rows, report.baseline_rows)
+        ]
         rows.append(
             TargetSummary(
                 target=name,
@@ -361,8 +404,8 @@ def summarize(report: Report) -> Summary:
                 requests=score.requests,
                 peak_rps=max(rates, default=0.0),
                 mean_rps=score.requests / seconds if seconds else 0.0,
-                forescale=_policy("forescale", score, mine),
-                baseline=_policy(report.baseline_label, theirs.targets[name], base),
+                forescale=_policy("forescale", score, mine, changes[0], slo),
+                baseline=_policy(report.baseline_label, theirs.targets[name], base, changes[1], slo),
                 oracle=oracle,
             )
         )
@@ -377,8 +420,8 @@ def summarize(report: Report) -> Summary:
         requests=ours_all.requests,
         peak_rps=sum(t.peak_rps for t in rows),  # an upper bound: peaks need not coincide
         mean_rps=ours_all.requests / seconds_all if seconds_all else 0.0,
-        forescale=_overall("forescale", ours_all),
-        baseline=_overall(report.baseline_label, theirs_all),
+        forescale=_overall("forescale", ours_all, sum(t.forescale.changes or 0 for t in rows)),
+        baseline=_overall(report.baseline_label, theirs_all, sum(t.baseline.changes or 0 for t in rows)),
         oracle=PolicyFigures(
             "oracle",
             None,
@@ -393,9 +436,9 @@ def summarize(report: Report) -> Summary:
     return Summary(tuple(rows), overall, trace.start, trace.end, trace.step_s)
 
 
-def _overall(label: str, s: TargetScore) -> PolicyFigures:
+def _overall(label: str, s: TargetScore, changes: int) -> PolicyFigures:
     return PolicyFigures(
-        label, None, s.capacity_cost_usd, s.cost_usd, s.missed, s.requests, s.api_calls, s.oracle_capacity_cost_usd
+        label, None, s.capacity_cost_usd, s.cost_usd, s.missed, s.requests, changes, s.oracle_capacity_cost_usd
     )
 
 
@@ -413,6 +456,21 @@ def _compact(x: float) -> str:
     if abs(x) < 1_000_000:
         return f"{x / 1000:,.1f} k"
     return f"{x / 1_000_000:,.2f} M"
+
+
+def _missed(x: float) -> str:
+    """Missed requests, whole: the model's expected spill is fractional, a request is not ("< 1" above 0)."""
+    if 0 < x < 0.5:
+        return "< 1"
+    return _compact(round(x))
+
+
+def _budget(p: PolicyFigures) -> str:
+    """The share of the SLO's error budget spent: "44 %" within it, "841 % (over)" beyond."""
+    spent = p.budget_spent
+    if spent is None:
+        return "—"
+    return f"{100 * spent:,.{0 if spent >= 0.1 else 1}f} %" + ("" if spent <= 1 else " (over)")
 
 
 def _usd(x: float | None) -> str:
@@ -474,8 +532,8 @@ def _days(x: float) -> str:
     return f"{x:g} day" + ("" if x == 1 else "s")
 
 
-def _versus(t: TargetSummary, baseline: str) -> str:
-    """One sentence: what forescale saved (or cost) and missed, against the baseline."""
+def _versus(t: TargetSummary, baseline: str, slo_clause: str | None = None) -> str:
+    """One sentence: what forescale saved (or cost) and missed, against the baseline, and its SLO."""
     saved = t.saved_usd
     pct = t.saved_pct
     if saved == 0:
@@ -492,7 +550,16 @@ def _versus(t: TargetSummary, baseline: str) -> str:
         spill = f"misses more: {_pct(ours)} of requests vs {_pct(theirs)}"
     else:
         spill = f"misses the same {_pct(ours)}"
-    return f"vs {baseline}: {money}; {spill}"
+    return f"vs {baseline}: {money}; {spill}; {slo_clause or _slo_verdict(t.forescale)}"
+
+
+def _slo_verdict(p: PolicyFigures) -> str:
+    """Whether `p` kept its SLO over the window, and the share of the error budget it spent."""
+    if p.slo_miss is None or p.budget_spent is None:
+        return "no SLO to keep" if p.slo_miss is None else "no requests, SLO kept"
+    slo = f"SLO {100 * p.slo_miss:g} % missed"
+    spent = f"{_budget(p).removesuffix(' (over)')} of the error budget spent"
+    return f"{slo}: kept, {spent}" if p.within_slo else f"{slo}: NOT kept, {spent}"
 
 
 def _headline(report: Report) -> str:
@@ -515,15 +582,16 @@ def format_summary(report: Report) -> str:
     base = report.baseline_label
     lines = [
         f"{report.title}: {_headline(report)}",
-        f"window {_when(s.window_start)} → {_when(s.window_end)} UTC, {s.step_s} s steps · "
-        f"{f.decisions:,} decisions · {f.api_calls:,} API calls"
+        f"window {_when(s.window_start)} → {_when(s.window_end)} UTC, {s.step_s} s steps · in it: "
+        f"{f.decisions:,} decisions, {s.overall.forescale.changes or 0:,} capacity changes "
+        f"({base} {s.overall.baseline.changes or 0:,}) · {f.api_calls:,} API calls"
         + (f" · moto on 127.0.0.1:{f.moto_port}" if f.moto_port else ""),
         "",
     ]
     width = max(16, len(base), *(len(t.target) for t in s.targets))
     head = (
         f"{'target':<{width}}  {'demand':<20}  {'policy':<{width}}  {'mean cap':>10}  {'capacity $':>11}  "
-        f"{'x oracle':>8}  {'missed':>10}  {'missed %':>9}  {'changes':>7}"
+        f"{'x oracle':>8}  {'missed':>10}  {'missed %':>9}  {'budget':>14}  {'changes':>7}"
     )
     lines += [head, "─" * len(head)]
     for t in (*s.targets, s.overall):
@@ -532,14 +600,18 @@ def format_summary(report: Report) -> str:
             lines.append(
                 f"{t.target if i == 0 else '':<{width}}  {demand[i] if i < 2 else '':<20}  {p.policy:<{width}}  "
                 f"{_capacity(p.mean_capacity, t.unit):>10}  {_usd(p.capacity_cost_usd):>11}  {_ratio(p.vs_oracle):>8}  "
-                f"{_compact(p.missed):>10}  {_pct(p.miss_pct):>9}  "
+                f"{_missed(p.missed):>10}  {_pct(p.miss_pct):>9}  {_budget(p):>14}  "
                 f"{'—' if p.changes is None else f'{p.changes:,}':>7}"
             )
-        lines.append(f"{'':<{width}}  {'':<20}  → {_versus(t, base)}")
+        kept = sum(bool(x.forescale.within_slo) for x in s.targets)
+        overall_slo = f"{kept} of {len(s.targets)} targets kept their SLO" if t is s.overall else None
+        lines.append(f"{'':<{width}}  {'':<20}  → {_versus(t, base, overall_slo)}")
         lines.append("")
     lines.append(
         "capacity $ = provisioned concurrency or instance-hours over the window; missed = requests spilled "
-        "to on-demand (Lambda) or above the fleet's capacity (SageMaker); oracle = perfect foresight, zero lead time."
+        "to on-demand (Lambda) or above the fleet's capacity (SageMaker); budget = the share of the SLO's error "
+        "budget the misses spent (over 100 %: the SLO was not kept); changes = capacity changes in the window; "
+        "oracle = perfect foresight, zero lead time."
     )
     return "\n".join(lines)
 
@@ -629,11 +701,17 @@ def render_chart(report: Report, target: str, path: Path) -> Path:
     # one its demand is a flat line at zero next to the capacity of even one environment.
     seen = mine.requests[~gap]
     sparse = bool(seen.size and (seen > 0).any() and (seen == 0).mean() >= 0.5)
-    lower, median, upper, used = forecast_band(
+    lower_rps, median_rps, upper_rps, used = forecast_band(
         report.forecasts.get(target, ()), [int(t) for t in mine.times], report.band
     )
     if sparse:  # on the log axis a zero median would draw a drop to the floor at every call
-        median = [v if v > 0 else math.nan for v in median]
+        median_rps = [v if v > 0 else math.nan for v in median_rps]
+    # Capacity in its own unit (environments, instances); demand and the forecast in the same unit:
+    # concurrent executions (req/s × duration) for Lambda, instances of the type in force for SageMaker.
+    rps_per_unit = _rps_per_unit(tt, mine)
+    demand = demand / rps_per_unit
+    lower, median, upper = (np.asarray(v, dtype=float) / rps_per_unit for v in (lower_rps, median_rps, upper_rps))
+    unit_name = "environments" if tt.kind == "lambda" else "instances"
     pct_slo = f"{100 * report.eps:g} %"
 
     with mpl.rc_context({"font.size": 10, "font.family": "DejaVu Sans"}):
@@ -679,18 +757,30 @@ def render_chart(report: Report, target: str, path: Path) -> Path:
             (line,) = ax.plot(x, demand, drawstyle="steps-post", color=COLOURS["demand"], lw=0.8, label="demand")
         handles.insert(0, line)
         (line,) = ax.plot(
-            x, mine.capacity_rps, drawstyle="steps-post", color=COLOURS["forescale"], lw=1.8, label="forescale capacity"
+            x, mine.capacity, drawstyle="steps-post", color=COLOURS["forescale"], lw=1.8, label="forescale capacity"
         )
         handles.append(line)
         # Dashed and on top, so that where both policies hold the same capacity both lines still show.
         (line,) = ax.plot(
             x,
-            base.capacity_rps,
+            base.capacity,
             drawstyle="steps-post",
             color=COLOURS["baseline"],
             lw=1.2,
             ls=(0, (5, 3)),
             label=_plain(f"{report.baseline_label} capacity"),
+        )
+        handles.append(line)
+        # What each minute needed for the SLO: with random arrivals Lambda spills before the mean
+        # concurrency reaches the environments, so demand below the green line can still miss.
+        (line,) = ax.plot(
+            x,
+            np.where(gap, np.nan, mine.oracle_capacity),
+            drawstyle="steps-post",
+            color=COLOURS["oracle"],
+            lw=0.9,
+            ls=(0, (1, 1.5)),
+            label=f"needed for the SLO ({unit_name}, oracle)",
         )
         handles.append(line)
         breach = (mine.requests > 0) & (mine.missed > report.eps * mine.requests)
@@ -711,11 +801,11 @@ def render_chart(report: Report, target: str, path: Path) -> Path:
             handles.append(Patch(color=COLOURS["gap"], label="no data (source gap)"))
         if sparse:
             ax.set_yscale("log")
-            ax.set_ylim(bottom=0.5 / sub)
-            ax.set_ylabel("requests / s (log scale)")
+            ax.set_ylim(bottom=0.5 / sub / float(np.max(rps_per_unit)))
+            ax.set_ylabel(f"{unit_name} (log scale)")
         else:
             ax.set_ylim(bottom=0)
-            ax.set_ylabel("requests / s")
+            ax.set_ylabel(f"{unit_name} · demand in the same unit")
         ax.margins(x=0)
         ax.grid(True, color="#e5e7eb", lw=0.6)
         ax.tick_params(labelbottom=False)
@@ -769,11 +859,14 @@ def render_chart(report: Report, target: str, path: Path) -> Path:
         fig.text(
             0.92,
             0.955,
-            _plain(f"forescale {_usd(ts.forescale.capacity_cost_usd)}, missed {_pct(ts.forescale.miss_pct)}"),
+            _plain(
+                f"forescale {_usd(ts.forescale.capacity_cost_usd)}, missed {_pct(ts.forescale.miss_pct)} · "
+                + _slo_verdict(ts.forescale).replace(" missed:", ":")
+            ),
             fontsize=11,
             ha="right",
             va="baseline",
-            color=COLOURS["forescale"],
+            color=COLOURS["forescale"] if ts.forescale.within_slo is not False else COLOURS["spill"],
             fontweight="bold",
         )
         fig.text(
@@ -810,23 +903,32 @@ def _plain(text: str) -> str:
     return text.replace("$", r"\$")
 
 
+def _rps_per_unit(tt: TraceTarget, mine: StepSeries) -> npt.NDArray[np.float64]:
+    """Requests/s per capacity unit at each step: 1 / duration for a Lambda environment (one request at
+    a time), the capacity of the type in force (else the main type) for a SageMaker instance."""
+    import numpy as np
+
+    if tt.kind == "lambda":
+        return np.full(len(mine.times), 1000 / float(tt.params["duration_ms"]))
+    types = tt.params["instance_types"]
+    main = _dominant(mine.instance_type, [True] * len(mine.times)) or str(tt.params.get("instance_type", ""))
+    fallback = float(types[main]["capacity_rps"]) if main in types else 1.0
+    return np.array([float(types[ty]["capacity_rps"]) if ty in types else fallback for ty in mine.instance_type])
+
+
 def _secondary_axis(ax: Any, tt: TraceTarget, mine: StepSeries) -> None:
-    """A right axis in capacity units, when req/s maps linearly onto them (a label otherwise)."""
+    """A right axis in requests/s, where capacity units map linearly onto them."""
     if tt.kind == "lambda":
         d = float(tt.params["duration_ms"]) / 1000
-        right = ax.secondary_yaxis("right", functions=(lambda r: r * d, lambda c: c / d))
-        right.set_ylabel(f"concurrent executions (req/s × {d * 1000:g} ms)")
+        right = ax.secondary_yaxis("right", functions=(lambda c: c / d, lambda r: r * d))
+        right.set_ylabel(f"requests / s (concurrent ÷ {d * 1000:g} ms)")
         return
-    counts: dict[str, int] = {}
-    for ty in mine.instance_type:
-        if ty:
-            counts[ty] = counts.get(ty, 0) + 1
-    if not counts:
+    main = _dominant(mine.instance_type, [True] * len(mine.times))
+    if main is None:
         return
-    main = max(counts, key=lambda k: counts[k])
     rps = float(tt.params["instance_types"][main]["capacity_rps"])
-    right = ax.secondary_yaxis("right", functions=(lambda r: r / rps, lambda n: n * rps))
-    right.set_ylabel(f"{main} instances ({rps:g} req/s each)")
+    right = ax.secondary_yaxis("right", functions=(lambda n: n * rps, lambda r: r / rps))
+    right.set_ylabel(f"requests / s ({main}: {rps:g} req/s each)")
 
 
 def _runs(flags: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
@@ -889,10 +991,11 @@ def _cards(report: Report) -> list[dict[str, str]]:
             "detail": f"{base} {_ratio(o.baseline.vs_oracle)} · oracle {_usd(o.oracle.capacity_cost_usd)}",
         },
         {
-            "key": "decisions",
-            "value": f"{report.facts.decisions:,}",
+            "key": "capacity changes",
+            "value": f"{o.forescale.changes or 0:,}",
             "small": "",
-            "detail": f"{o.forescale.changes or 0:,} capacity changes · {report.facts.api_calls:,} API calls",
+            "detail": f"{base} {o.baseline.changes or 0:,} · {report.facts.decisions:,} decisions recorded · "
+            f"{report.facts.api_calls:,} API calls",
         },
     ]
 
@@ -906,8 +1009,9 @@ def _policy_cells(p: PolicyFigures, unit: str, colour: str, css: str = "") -> di
         "instance_type": p.instance_type or "",
         "capacity_cost": _usd(p.capacity_cost_usd),
         "vs_oracle": _ratio(p.vs_oracle),
-        "missed": _compact(p.missed),
+        "missed": _missed(p.missed),
         "miss_pct": _pct(p.miss_pct),
+        "budget": _budget(p),
         "changes": "—" if p.changes is None else f"{p.changes:,}",
     }
 
@@ -925,13 +1029,17 @@ def _verdict(t: TargetSummary, baseline: str) -> dict[str, str]:
     saved = t.saved_usd
     ours, theirs = t.forescale.miss_pct, t.baseline.miss_pct
     head, _, rest = _versus(t, baseline).partition(": ")
-    money, _, spill = rest.partition("; ")
+    money, spill, slo = rest.split("; ")
+    kept = t.forescale.within_slo
     return {
         "head": head,
         "money": money,
         "money_css": "better" if saved > 0 else "worse" if saved < 0 else "",
         "spill": spill,
-        "spill_css": "better" if ours < theirs else "worse" if ours > theirs else "",
+        # Green only where forescale kept its SLO: missing less than target tracking is not enough.
+        "spill_css": "worse" if kept is False else "better" if ours < theirs else "",
+        "slo": slo,
+        "slo_css": "worse" if kept is False else "better" if kept else "",
         "bill_ours": _usd(t.forescale.cost_usd),
         "bill_theirs": _usd(t.baseline.cost_usd),
     }
@@ -1005,7 +1113,7 @@ def _facts(report: Report, files: Mapping[str, str]) -> list[tuple[str, str]]:
         ("history before the window", _days(f.history_days)),
         ("seed", "—" if f.seed is None else str(f.seed)),
         ("wall time", _duration(f.wall_s)),
-        ("decisions recorded", f"{f.decisions:,}"),
+        ("decisions recorded in the window", f"{f.decisions:,}"),
         ("AWS API calls", f"{f.api_calls:,}" + (f" (moto on 127.0.0.1:{f.moto_port})" if f.moto_port else "")),
         ("files", ", ".join(files.values())),
     ]
