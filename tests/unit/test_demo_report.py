@@ -439,3 +439,16 @@ def test_given_fractional_missed_requests_then_they_are_shown_whole(missed: floa
     from forescale.demo.report import _missed
 
     assert _missed(missed) == shown
+
+
+def test_given_demand_above_the_band_for_most_of_the_first_hour_then_the_chart_says_why() -> None:
+    import numpy as np
+
+    from forescale.demo.report import _band_below_demand
+
+    demand = np.full(120, 20.0)
+    no_forecast = np.full(10, np.nan)
+    low, fine = np.concatenate([no_forecast, np.full(110, 15.0)]), np.concatenate([no_forecast, np.full(110, 25.0)])
+    assert _band_below_demand(demand, low)
+    assert not _band_below_demand(demand, fine)
+    assert not _band_below_demand(demand, np.full(120, np.nan))  # no forecast at all: nothing to explain

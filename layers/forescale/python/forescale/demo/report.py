@@ -529,7 +529,9 @@ def _when(epoch: int) -> str:
 
 
 def _days(x: float) -> str:
-    return f"{x:g} day" + ("" if x == 1 else "s")
+    if 0 < x < 1:
+        return f"{24 * x:.3g} hours"
+    return f"{x:.3g} day" + ("" if x == 1 else "s")
 
 
 def _versus(t: TargetSummary, baseline: str, slo_clause: str | None = None) -> str:
@@ -756,6 +758,21 @@ def render_chart(report: Report, target: str, path: Path) -> Path:
         else:
             (line,) = ax.plot(x, demand, drawstyle="steps-post", color=COLOURS["demand"], lw=0.8, label="demand")
         handles.insert(0, line)
+        if _band_below_demand(demand, upper):
+            ax.text(
+                0.005,
+                0.97,
+                "forecast band below demand: the forecast in force was fitted on the history up to its issue "
+                "(the first at the window's start);\nforescale asks for a refit when demand leaves the band "
+                "(at most hourly) and sizes on the observed demand meanwhile; see How to read this",
+                transform=ax.transAxes,
+                ha="left",
+                va="top",
+                fontsize=8,
+                color="#1e3a8a",
+                bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none", "pad": 1.5},
+                zorder=5,
+            )
         (line,) = ax.plot(
             x, mine.capacity, drawstyle="steps-post", color=COLOURS["forescale"], lw=1.8, label="forescale capacity"
         )
@@ -780,7 +797,7 @@ def render_chart(report: Report, target: str, path: Path) -> Path:
             color=COLOURS["oracle"],
             lw=0.9,
             ls=(0, (1, 1.5)),
-            label=f"needed for the SLO ({unit_name}, oracle)",
+            label="needed for the SLO (oracle)",
         )
         handles.append(line)
         breach = (mine.requests > 0) & (mine.missed > report.eps * mine.requests)
@@ -794,7 +811,7 @@ def render_chart(report: Report, target: str, path: Path) -> Path:
                 mew=1.2,
                 color=COLOURS["spill"],
                 transform=ax.get_xaxis_transform(),
-                label=f"forescale missed > {pct_slo} of a minute",
+                label=f"forescale missed > {pct_slo}",
             )
             handles.append(line)
         if gap.any():
@@ -901,6 +918,15 @@ def render_chart(report: Report, target: str, path: Path) -> Path:
 def _plain(text: str) -> str:
     """Text for matplotlib with mathtext off: a `$` would otherwise start a formula."""
     return text.replace("$", r"\$")
+
+
+def _band_below_demand(demand: npt.NDArray[np.float64], upper: npt.NDArray[np.float64], steps: int = 60) -> bool:
+    """Whether demand is above the band's upper edge for most of the first `steps` with a forecast."""
+    import numpy as np
+
+    seen = np.isfinite(upper) & np.isfinite(demand)
+    first = np.flatnonzero(seen)[:steps]
+    return bool(first.size >= steps // 2 and (demand[first] > upper[first]).mean() > 0.5)
 
 
 def _rps_per_unit(tt: TraceTarget, mine: StepSeries) -> npt.NDArray[np.float64]:
