@@ -529,6 +529,8 @@ def _when(epoch: int) -> str:
 
 
 def _days(x: float) -> str:
+    if 0 < x < 1 / 24:
+        return f"{round(1440 * x)} minutes"
     if 0 < x < 1:
         return f"{24 * x:.3g} hours"
     return f"{x:.3g} day" + ("" if x == 1 else "s")
@@ -553,6 +555,10 @@ def _versus(t: TargetSummary, baseline: str, slo_clause: str | None = None) -> s
     else:
         spill = f"misses the same {_pct(ours)}"
     return f"vs {baseline}: {money}; {spill}; {slo_clause or _slo_verdict(t.forescale)}"
+
+
+def _kept(s: Summary) -> str:
+    return f"{sum(bool(t.forescale.within_slo) for t in s.targets)} of {len(s.targets)} targets kept their SLO"
 
 
 def _slo_verdict(p: PolicyFigures) -> str:
@@ -605,8 +611,7 @@ def format_summary(report: Report) -> str:
                 f"{_missed(p.missed):>10}  {_pct(p.miss_pct):>9}  {_budget(p):>14}  "
                 f"{'—' if p.changes is None else f'{p.changes:,}':>7}"
             )
-        kept = sum(bool(x.forescale.within_slo) for x in s.targets)
-        overall_slo = f"{kept} of {len(s.targets)} targets kept their SLO" if t is s.overall else None
+        overall_slo = _kept(s) if t is s.overall else None
         lines.append(f"{'':<{width}}  {'':<20}  → {_versus(t, base, overall_slo)}")
         lines.append("")
     lines.append(
@@ -1008,7 +1013,8 @@ def _cards(report: Report) -> list[dict[str, str]]:
             "key": "requests missed",
             "value": _pct(o.forescale.miss_pct),
             "small": "",
-            "detail": f"{base} {_pct(o.baseline.miss_pct)} · oracle {_pct(o.oracle.miss_pct)}",
+            "detail": f"{base} {_pct(o.baseline.miss_pct)} · oracle {_pct(o.oracle.miss_pct)} · "
+            f"{_kept(report.summary)}",
         },
         {
             "key": "capacity vs oracle",

@@ -506,7 +506,8 @@ def run_pipeline(
             if trace.meta.get("resampled_from_step_s"):
                 log(f"the trace's {trace.meta['resampled_from_step_s']} s steps resampled to 60 s")
             log(
-                f"provisioned {len(configs)} targets; {(start_at - trace.start) / DAY_S:.2f} days of history loaded; "
+                f"provisioned {len(configs)} target{'s'[: len(configs) != 1]}; "
+                f"{(start_at - trace.start) / DAY_S:.2f} days of history loaded; "
                 f"running {_when(start_at)} → {_when(trace.end)} UTC ({trace.steps - history_steps} simulated minutes)"
             )
             collect, forecast, act = load_handler("collect"), load_handler("forecast"), load_handler("act")
