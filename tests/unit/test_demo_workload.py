@@ -30,15 +30,15 @@ def utc(epoch: int) -> datetime:
 def test_given_the_default_options_then_the_window_holds_the_ramps_steep_end_and_the_unannounced_spike() -> None:
     trace, start_at = load_workload(DemoOptions())
     assert DEMO_DAYS == DEFAULT_DAYS  # `forescale demo --help` says what the runner does
-    assert utc(start_at).strftime("%a %H:%M") == "Mon 09:20"
-    assert start_at - trace.start >= 7 * DAY_S  # still after 7 days of history
-    assert trace.end - start_at == 175 * 60
+    assert utc(start_at).strftime("%a %H:%M") == "Mon 09:45"
+    assert start_at - trace.start == 7 * DAY_S  # after 7 days of history, and no more to load
+    assert trace.end - start_at == 150 * 60
     spike = trace.meta["surprise_spike"]
     assert start_at < spike["start"] < spike["end"] <= trace.end  # the whole spike is inside the window
     api = trace.targets["api-steady"].requests
     i = (start_at - trace.start) // 60
     first_hour, before_spike = sum(api[i : i + 60]) / 3600, sum(api[i + 60 : i + 120]) / 3600
-    assert 150 < first_hour < before_spike  # the morning ramp is still climbing when the window opens
+    assert 180 < first_hour < before_spike  # the morning ramp is still climbing when the window opens
 
 
 def test_given_days_then_a_trace_is_cut_after_that_much_window(tmp_path: Path) -> None:
@@ -50,8 +50,9 @@ def test_given_days_then_a_trace_is_cut_after_that_much_window(tmp_path: Path) -
 
 def test_given_a_start_time_then_the_window_opens_at_the_first_such_time_after_the_history(tmp_path: Path) -> None:
     path = write_trace(generate(days=3, seed=3, targets=["api-steady"]), tmp_path / "t.csv")
-    _, start_at = load_workload(DemoOptions(trace=path, history_days=1.5, days=0.1, start_time="06:30"))
+    trace, start_at = load_workload(DemoOptions(trace=path, history_days=1.5, days=0.1, start_time="06:30"))
     assert utc(start_at).strftime("%a %H:%M") == "Wed 06:30"  # the file starts Mon 00:00: history ends Tue 12:00
+    assert start_at - trace.start == 1.5 * DAY_S  # the history asked for, not the 2.27 days before the window
 
 
 def ten_second_trace() -> Trace:
