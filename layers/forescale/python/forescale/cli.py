@@ -5,7 +5,7 @@
     forescale bench replay [--traces DIR] [--out docs/benchmarks.md]
     forescale bench forecast [--traces DIR] [--targets 10000] [--out docs/forecast-benchmarks.md]
     forescale generate --out TRACE.csv [--days 9] [--seed 7]
-    forescale demo [--days 0.104] [--seed 7] [--out out/demo] [--trace TRACE.csv] [--keep]  # the system on moto
+    forescale demo [--days 0.09] [--seed 7] [--out out/demo] [--trace TRACE.csv] [--keep]  # the system on moto
     forescale backtest --from-cloudwatch (--function NAME [--alias A] | --endpoint NAME --variant V --catalog FILE)
         [--days 14] [--out out/backtest] [--region R]       # forescale vs target tracking on real history
     forescale targets add|list|show|remove|set-mode|discover ...   # see forescale.admin
@@ -45,7 +45,7 @@ def _param(text: str) -> tuple[str, float | int | bool]:
     return key, value
 
 
-DEMO_DAYS = 150 / 1440  # forescale.demo.runner.DEFAULT_DAYS, without importing the demo for --help
+DEMO_DAYS = 130 / 1440  # forescale.demo.runner.DEFAULT_DAYS, without importing the demo for --help
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -101,13 +101,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "--days",
         type=float,
         default=DEMO_DAYS,
-        help="simulated days to run; a --trace is cut after them (default 0.104: 150 minutes from 09:45)",
+        help="simulated days to run; a --trace is cut after them (default 0.09: 130 minutes from 10:05)",
     )
     dp.add_argument("--history-days", type=float, default=7.0, help="history before the run (default 7)")
     dp.add_argument(
         "--start-time",
         metavar="HH:MM",
-        help="start the run at this time of day (UTC) after the history (default: 09:45 for the built-in "
+        help="start the run at this time of day (UTC) after the history (default: 10:05 for the built-in "
         "workload, its morning ramp and spike; right after the history for a --trace)",
     )
     dp.add_argument("--seed", type=int, default=7, help="the built-in workload's seed (default 7)")
