@@ -86,3 +86,46 @@ def test_given_ctrl_c_then_the_demo_stops_cleanly_and_frees_its_port(tmp_path: P
         if proc.poll() is None:  # a failed assertion must not leave the demo running
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.slow
+def test_given_keep_then_the_local_aws_stays_up_for_the_cli_until_ctrl_c(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "forescale.cli", "demo", "--keep", "--days", "0.005", "--history-days", "1.02"),
+            *("--out", str(tmp_path / "out"), "--no-progress"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509 - as above
+    )
+    try:
+        assert proc.stdout is not None
+        exported: dict[str, str] = {}
+        deadline = time.time() + 600
+        while time.time() < deadline and "FORESCALE_TABLE" not in exported:
+            line = proc.stdout.readline()
+            assert line, "the demo ended before printing the environment"
+            if line.strip().startswith("export "):
+                key, _, value = line.strip().removeprefix("export ").partition("=")
+                exported[key] = value
+        assert {"AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "FORESCALE_TABLE"} <= set(exported)
+        assert (tmp_path / "out" / "report.html").is_file()  # the report is written before it holds
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | exported
+        listed = subprocess.run(
+            [sys.executable, "-m", "forescale.cli", "targets", "list"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert "api-steady" in listed.stdout and "gpu-endpoint" in listed.stdout
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -11,8 +11,8 @@ Given targets registered in an account on ThreadedMotoServer, when collect → f
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -63,8 +63,9 @@ def test_given_a_short_demo_then_the_report_is_complete_and_beats_target_trackin
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "report"
-    with open(os.devnull, "w") as quiet:
-        assert run_demo(DemoOptions(days=0.04, history_days=1.02, seed=8, out=out, progress=False), out=quiet) == 0
+    terminal = io.StringIO()
+    opts = DemoOptions(days=0.04, history_days=1.02, seed=8, out=out, start_time="09:20")
+    assert run_demo(opts, out=terminal) == 0
     # The functions' JSON logs go to the report folder, as CloudWatch Logs would keep them, not the terminal.
     printed = capfd.readouterr()
     assert '"function_name"' not in printed.out + printed.err
@@ -73,9 +74,29 @@ def test_given_a_short_demo_then_the_report_is_complete_and_beats_target_trackin
     assert (out / "report.html").stat().st_size > 10_000
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert len(pngs) == 4
+    summary = json.loads((out / "summary.json").read_text())
+    overall = summary["overall"]
+    assert overall["forescale"]["missed"] < overall["baseline"]["missed"]
+
+    # One set of numbers over one window: the progress lines (not a terminal here: plain lines), the
+    # printed summary, summary.json, report.html and decisions.csv count the same decisions and changes.
+    start, end = summary["window"]["start"], summary["window"]["end"]
     with open(out / "decisions.csv") as f:
         rows = list(csv.DictReader(f))
     assert rows and set(rows[0]) >= {"decided_at", "target", "capacity"}
-    summary = json.loads((out / "summary.json").read_text())
-    overall = summary["overall"] if "overall" in summary else summary["summary"]["overall"]
-    assert overall["forescale"]["missed"] < overall["baseline"]["missed"]
+    in_window = [r for r in rows if start <= int(r["decided_at"]) < end]
+    decisions, changes = summary["facts"]["decisions"], overall["forescale"]["changes"]
+    assert decisions == len(in_window) > 0
+    assert changes == sum(t["forescale"]["changes"] for t in summary["targets"].values()) > 0
+    last_progress = printed.err.strip().splitlines()[-1]
+    assert f" · {decisions} decisions · {changes} capacity changes · " in last_progress
+    assert f"/{round(0.04 * 1440)} min" in last_progress
+    said = terminal.getvalue()
+    tracking = overall["baseline"]["changes"]
+    assert f"in it: {decisions:,} decisions, {changes:,} capacity changes (target tracking {tracking:,})" in said
+    assert f"({decisions} decisions, {changes} capacity changes, " in said
+    page = (out / "report.html").read_text()
+    assert f'<div class="v">{changes:,}</div>' in page and f"{decisions:,} decisions recorded" in page
+    for name, target in summary["targets"].items():
+        assert target["forescale"]["changes"] <= sum(r["target"] == name for r in in_window), name
+        assert target["forescale"]["slo_budget_spent"] is not None  # issue 14: the budget per target

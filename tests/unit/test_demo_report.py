@@ -8,7 +8,8 @@ import json
 import re
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ from forescale.demo.report import (
     forecast_band,
     format_summary,
     trace_window,
+    window_changes,
+    window_decisions,
     write_report,
 )
 from forescale.demo.runner import target_config
@@ -94,7 +97,7 @@ def sample_report(
             seed=seed,
             history_days=history_days,
             wall_s=ours.wall_s + theirs.wall_s,
-            decisions=len(ours.decisions),
+            decisions=window_decisions(ours.rows, window.start, window.end),
             api_calls=len(ours.rows),
         ),
         forecasts=issued,
@@ -150,13 +153,13 @@ def test_given_the_summary_json_then_its_numbers_are_evaluates(written: Written)
     mine, base = evaluate(window, ours), evaluate(window, theirs)
     assert set(data["targets"]) == set(window.targets)
     for name, row in data["targets"].items():
-        for key, score in (("forescale", mine.targets[name]), ("baseline", base.targets[name])):
+        for key, score, rows in (("forescale", mine.targets[name], ours), ("baseline", base.targets[name], theirs)):
             got = row[key]
             assert got["requests"] == pytest.approx(score.requests, rel=1e-12)
             assert got["missed"] == pytest.approx(score.missed, rel=1e-12)
             assert got["capacity_cost_usd"] == pytest.approx(score.capacity_cost_usd, rel=1e-12)
             assert got["cost_usd"] == pytest.approx(score.cost_usd, rel=1e-12)
-            assert got["changes"] == score.api_calls
+            assert got["changes"] == window_changes(rows, name, window.start, window.end)  # the window's only
         assert row["oracle"]["capacity_cost_usd"] == pytest.approx(mine.targets[name].oracle_capacity_cost_usd)
         assert row["saved_usd"] == pytest.approx(
             base.targets[name].capacity_cost_usd - mine.targets[name].capacity_cost_usd
@@ -315,3 +318,137 @@ def test_given_a_target_without_demand_decisions_or_forecasts_then_the_report_st
     assert data["targets"]["gpu-endpoint"]["forescale"]["miss_pct"] == 0
     assert "No decision records" in paths["html"].read_text(encoding="utf-8")
     assert "0 req" in format_summary(report)
+
+
+# --- the page's text, fixed: the HTML moved from f-strings to Jinja2 templates with its text unchanged ---
+
+GOLDEN_TEXT = Path(__file__).parent / "fixtures" / "demo_report_text.txt"
+
+
+class _TextChunks(HTMLParser):
+    """The page's text as a person reads it: each run of text between tags, whitespace collapsed."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.chunks: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        text = " ".join(data.split())
+        if text:
+            self.chunks.append(text)
+
+
+def page_text(html_text: str) -> str:
+    """One line per text chunk of the page, with the generation time (the one thing that varies) masked."""
+    parser = _TextChunks()
+    parser.feed(html_text)
+    parser.close()
+    text = "\n".join(parser.chunks) + "\n"
+    return re.sub(r"generated \d{4}-\d\d-\d\d \d\d:\d\d UTC", "generated <time>", text)
+
+
+def fixed_report() -> Report:
+    """`sample_report()` with the run's wall time fixed, so that the page is the same on every run."""
+    report, *_ = sample_report()
+    return replace(report, facts=replace(report.facts, wall_s=83.4))
+
+
+def test_given_the_fixed_report_then_the_pages_text_is_the_golden_one(tmp_path: Path) -> None:
+    # The golden file was written by the f-string renderer before the move to templates; regenerate it
+    # (`uv run python -m tests.unit.test_demo_report`) only for a deliberate change of the page's words.
+    paths = write_report(fixed_report(), tmp_path)
+    assert page_text(paths["html"].read_text(encoding="utf-8")) == GOLDEN_TEXT.read_text(encoding="utf-8")
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        written_paths = write_report(fixed_report(), scratch)
+        GOLDEN_TEXT.write_text(page_text(written_paths["html"].read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"wrote {GOLDEN_TEXT}")
+
+
+# --- one set of numbers over one window; verdicts that cannot mislead ---------------------------------
+
+
+def test_given_decisions_before_the_window_then_only_the_windows_changes_are_counted_everywhere(
+    written: Written,
+) -> None:
+    # sample_report() replays both policies over the history too: most of their rows are before the window.
+    report, window, ours, theirs, paths = written.report, written.window, written.ours, written.theirs, written.paths
+    assert any(r.decided_at < window.start for r in ours) and any(r.decided_at < window.start for r in theirs)
+    data = json.loads(paths["summary"].read_text(encoding="utf-8"))
+    html_text = page_text(paths["html"].read_text(encoding="utf-8"))
+    terminal = format_summary(report)
+    want_total = {"forescale": 0, "baseline": 0}
+    for name in window.targets:
+        for key, rows in (("forescale", ours), ("baseline", theirs)):
+            # Independently: the window's rows that ask for other than the newest row before them.
+            before = [r for r in rows if r.target == name and r.decided_at < window.start]
+            prev = (before[-1].capacity, before[-1].instance_type) if before else None
+            want = 0
+            for r in (r for r in rows if r.target == name and window.start <= r.decided_at < window.end):
+                want += (r.capacity, r.instance_type) != prev
+                prev = (r.capacity, r.instance_type)
+            assert data["targets"][name][key]["changes"] == want, (name, key)
+            want_total[key] += want
+        row = re.search(rf"^{re.escape(name)}\s.*\s(\d[\d,]*)$", terminal, re.M)
+        assert row is not None and int(row.group(1).replace(",", "")) == data["targets"][name]["forescale"]["changes"]
+    assert data["overall"]["forescale"]["changes"] == want_total["forescale"]
+    assert data["overall"]["baseline"]["changes"] == want_total["baseline"]
+    in_window = sum(window.start <= r.decided_at < window.end for r in ours)
+    assert data["facts"]["decisions"] == in_window
+    header = f"in it: {in_window:,} decisions, {want_total['forescale']:,} capacity changes "
+    assert header + f"(target tracking {want_total['baseline']:,})" in terminal
+    assert f"capacity changes\n{want_total['forescale']:,}\ntarget tracking {want_total['baseline']:,} · " in html_text
+
+
+def test_given_a_target_over_its_slo_then_its_verdict_is_not_green_even_when_it_beats_the_baseline(
+    written: Written,
+) -> None:
+    report, paths = written.report, written.paths
+    summary = report.summary
+    over = [
+        t for t in summary.targets if t.forescale.within_slo is False and t.forescale.miss_pct < t.baseline.miss_pct
+    ]
+    kept = [t for t in summary.targets if t.forescale.within_slo]
+    assert over and kept, "the sample should hold both cases"
+    page = paths["html"].read_text(encoding="utf-8")
+    for t in summary.targets:
+        group = page.split(f'<td rowspan="4" class="tname">{t.target}<', 1)[1].split("</tbody>", 1)[0]
+        verdict = group.split('<tr class="verdict">', 1)[1]
+        if t in over:
+            assert 'class="better"' not in verdict.split("full bill")[0].split(";", 1)[1], t.target
+            assert "NOT kept" in verdict and 'class="worse"' in verdict
+        if t in kept:
+            assert "SLO 1 % missed: kept" in verdict
+    data = json.loads(paths["summary"].read_text(encoding="utf-8"))
+    for t in summary.targets:
+        got = data["targets"][t.target]["forescale"]
+        assert got["slo_miss"] == 0.01
+        assert got["slo_budget_spent"] == pytest.approx(got["missed"] / (0.01 * got["requests"]))
+        assert got["within_slo"] is (got["miss_pct"] <= 1.0)
+
+
+@pytest.mark.parametrize(
+    ("missed", "shown"),
+    [(0.0, "0"), (0.02, "< 1"), (0.5, "0"), (0.51, "1"), (2.4, "2"), (1234.6, "1,235"), (14_012.0, "14.0 k")],
+)
+def test_given_fractional_missed_requests_then_they_are_shown_whole(missed: float, shown: str) -> None:
+    from forescale.demo.report import _missed
+
+    assert _missed(missed) == shown
+
+
+def test_given_demand_above_the_band_for_most_of_the_first_hour_then_the_chart_says_why() -> None:
+    import numpy as np
+
+    from forescale.demo.report import _band_below_demand
+
+    demand = np.full(120, 20.0)
+    no_forecast = np.full(10, np.nan)
+    low, fine = np.concatenate([no_forecast, np.full(110, 15.0)]), np.concatenate([no_forecast, np.full(110, 25.0)])
+    assert _band_below_demand(demand, low)
+    assert not _band_below_demand(demand, fine)
+    assert not _band_below_demand(demand, np.full(120, np.nan))  # no forecast at all: nothing to explain

@@ -6,7 +6,7 @@
     forescale bench forecast [--traces DIR] [--targets 10000] [--out docs/forecast-benchmarks.md]
     forescale bench fleet --targets N [--minutes 30] [--history-days D] [--out docs]  # running cost on moto
     forescale generate --out TRACE.csv [--days 9] [--seed 7]
-    forescale demo [--days 0.1] [--seed 7] [--out out/demo] [--trace TRACE.csv] # the system on moto
+    forescale demo [--days 0.09] [--seed 7] [--out out/demo] [--trace TRACE.csv] [--keep]  # the system on moto
     forescale backtest --from-cloudwatch (--function NAME [--alias A] | --endpoint NAME --variant V --catalog FILE)
         [--days 14] [--out out/backtest] [--region R]       # forescale vs target tracking on real history
     forescale targets add|list|show|remove|set-mode|discover ...   # see forescale.admin
@@ -44,6 +44,9 @@ def _param(text: str) -> tuple[str, float | int | bool]:
             except ValueError:
                 raise argparse.ArgumentTypeError(f"--param {key}: {raw!r} is not a number") from None
     return key, value
+
+
+DEMO_DAYS = 130 / 1440  # forescale.demo.runner.DEFAULT_DAYS, without importing the demo for --help
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -105,15 +108,30 @@ def _build_parser() -> argparse.ArgumentParser:
 
     dp = sub.add_parser("demo", help="run the whole system locally on moto and write a report")
     dp.add_argument(
-        "--days", type=float, default=0.1, help="simulated days to run (default 0.1: 2.4 hours, under 2 minutes here)"
+        "--days",
+        type=float,
+        default=DEMO_DAYS,
+        help="simulated days to run; a --trace is cut after them (default 0.09: 130 minutes from 10:05)",
     )
     dp.add_argument("--history-days", type=float, default=7.0, help="history before the run (default 7)")
-    dp.add_argument("--seed", type=int, default=7)
+    dp.add_argument(
+        "--start-time",
+        metavar="HH:MM",
+        help="start the run at this time of day (UTC) after the history (default: 10:05 for the built-in "
+        "workload, its morning ramp and spike; right after the history for a --trace)",
+    )
+    dp.add_argument("--seed", type=int, default=7, help="the built-in workload's seed (default 7)")
     dp.add_argument("--out", type=Path, default=Path("out/demo"), help="report folder (default out/demo)")
     dp.add_argument("--targets", nargs="+", metavar="TARGET", help="only these targets of the workload")
     dp.add_argument("--trace", type=Path, help="replay a canonical trace CSV instead of the built-in workload")
     dp.add_argument("--port", type=int, default=0, help="moto port (default: a free one)")
-    dp.add_argument("--no-progress", action="store_true")
+    dp.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    dp.add_argument(
+        "--keep",
+        action="store_true",
+        help="after the report, leave the local AWS running and print the environment to export to try "
+        "`forescale targets`, `pause` and `resume` against it; Ctrl-C stops it",
+    )
 
     bt = sub.add_parser("backtest", help="replay a real resource's CloudWatch history through forescale; report")
     bt_source = bt.add_mutually_exclusive_group(required=True)  # the only source for now; --trace may join it
@@ -261,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     trace=a.trace,
                     port=a.port,
                     progress=not a.no_progress,
+                    start_time=a.start_time,
+                    keep=a.keep,
                 )
             )
         if a.command == "backtest":

@@ -25,13 +25,12 @@ matplotlib is imported lazily (Agg canvas, no pyplot), so importing this module 
 from __future__ import annotations
 
 import base64
-import html
 import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +41,7 @@ from forescale.replay.trace import Trace, TraceTarget
 from forescale.runtime.models import DecisionRecord
 
 if TYPE_CHECKING:
+    import jinja2
     import numpy as np
     import numpy.typing as npt
 
@@ -195,7 +195,10 @@ class PolicyFigures:
     instances; None overall, where units differ). `capacity_cost_usd` is provisioned concurrency or
     instance-hours; `cost_usd` the full bill with Lambda duration charges (None for the oracle).
     `missed` are requests spilled to on-demand (Lambda) or above the fleet's capacity (SageMaker).
-    `changes` counts capacity changes (None for the oracle, which is not an actuator).
+    `changes` counts capacity changes decided inside the report window (a decision asking for other than
+    the capacity and type requested before it; None for the oracle, which is not an actuator).
+    `slo_miss` is the target's SLO, the share of requests it may miss (None overall, where each target
+    has its own).
     `instance_type` is the SageMaker type in force for most of the window (None for Lambda).
     """
 
@@ -208,10 +211,22 @@ class PolicyFigures:
     changes: int | None
     oracle_capacity_cost_usd: float
     instance_type: str | None = None
+    slo_miss: float | None = None
 
     @property
     def miss_pct(self) -> float:
         return 100 * self.missed / self.requests if self.requests else 0.0
+
+    @property
+    def budget_spent(self) -> float | None:
+        """The share of the SLO's error budget the misses spent over the window (1.0: all of it)."""
+        return self.missed / (self.slo_miss * self.requests) if self.slo_miss and self.requests else None
+
+    @property
+    def within_slo(self) -> bool | None:
+        """Whether the misses stayed within the SLO (None overall, or without requests)."""
+        spent = self.budget_spent
+        return None if spent is None else spent <= 1.0
 
     @property
     def vs_oracle(self) -> float | None:
@@ -230,6 +245,9 @@ class PolicyFigures:
             "miss_pct": self.miss_pct,
             "changes": self.changes,
             "instance_type": self.instance_type,
+            "slo_miss": self.slo_miss,
+            "slo_budget_spent": self.budget_spent,
+            "within_slo": self.within_slo,
         }
 
 
@@ -303,7 +321,7 @@ def _kind_unit(kind: str) -> str:
     return "env" if kind == "lambda" else "inst"
 
 
-def _policy(label: str, score: TargetScore, series: StepSeries) -> PolicyFigures:
+def _policy(label: str, score: TargetScore, series: StepSeries, changes: int, slo: float) -> PolicyFigures:
     valid = ~series.gap
     return PolicyFigures(
         policy=label,
@@ -312,10 +330,31 @@ def _policy(label: str, score: TargetScore, series: StepSeries) -> PolicyFigures
         cost_usd=score.cost_usd,
         missed=score.missed,
         requests=score.requests,
-        changes=score.api_calls,
+        changes=changes,
         oracle_capacity_cost_usd=score.oracle_capacity_cost_usd,
         instance_type=_dominant(series.instance_type, valid.tolist()),
+        slo_miss=slo,
     )
+
+
+def window_changes(rows: Sequence[DecisionRow], target: str, start: int, end: int) -> int:
+    """Capacity changes of `target` decided in [start, end): rows that ask for another capacity or
+    instance type than the row before them (which may be before the window: it sets what is in force)."""
+    changes = 0
+    prev: tuple[int, str | None] | None = None
+    for r in rows:
+        if r.target != target or r.decided_at >= end:
+            continue
+        key = (r.capacity, r.instance_type)
+        if r.decided_at >= start and key != prev:
+            changes += 1
+        prev = key
+    return changes
+
+
+def window_decisions(rows: Sequence[DecisionRow], start: int, end: int) -> int:
+    """Decisions recorded in [start, end), all targets."""
+    return sum(start <= r.decided_at < end for r in rows)
 
 
 def _dominant(types: Sequence[str | None], valid: Sequence[bool]) -> str | None:
@@ -352,6 +391,10 @@ def summarize(report: Report) -> Summary:
         )
         rates = [r / trace.step_s for r, g in zip(tt.requests, gaps, strict=True) if not g]
         seconds = len(rates) * trace.step_s
+        slo = tt.to_target().slo_miss
+        changes = [
+            window_changes(rs, name, trace.start, trace.end) for rs in (report.forescale_rows, report.baseline_rows)
+        ]
         rows.append(
             TargetSummary(
                 target=name,
@@ -361,8 +404,8 @@ def summarize(report: Report) -> Summary:
                 requests=score.requests,
                 peak_rps=max(rates, default=0.0),
                 mean_rps=score.requests / seconds if seconds else 0.0,
-                forescale=_policy("forescale", score, mine),
-                baseline=_policy(report.baseline_label, theirs.targets[name], base),
+                forescale=_policy("forescale", score, mine, changes[0], slo),
+                baseline=_policy(report.baseline_label, theirs.targets[name], base, changes[1], slo),
                 oracle=oracle,
             )
         )
@@ -377,8 +420,8 @@ def summarize(report: Report) -> Summary:
         requests=ours_all.requests,
         peak_rps=sum(t.peak_rps for t in rows),  # an upper bound: peaks need not coincide
         mean_rps=ours_all.requests / seconds_all if seconds_all else 0.0,
-        forescale=_overall("forescale", ours_all),
-        baseline=_overall(report.baseline_label, theirs_all),
+        forescale=_overall("forescale", ours_all, sum(t.forescale.changes or 0 for t in rows)),
+        baseline=_overall(report.baseline_label, theirs_all, sum(t.baseline.changes or 0 for t in rows)),
         oracle=PolicyFigures(
             "oracle",
             None,
@@ -393,9 +436,9 @@ def summarize(report: Report) -> Summary:
     return Summary(tuple(rows), overall, trace.start, trace.end, trace.step_s)
 
 
-def _overall(label: str, s: TargetScore) -> PolicyFigures:
+def _overall(label: str, s: TargetScore, changes: int) -> PolicyFigures:
     return PolicyFigures(
-        label, None, s.capacity_cost_usd, s.cost_usd, s.missed, s.requests, s.api_calls, s.oracle_capacity_cost_usd
+        label, None, s.capacity_cost_usd, s.cost_usd, s.missed, s.requests, changes, s.oracle_capacity_cost_usd
     )
 
 
@@ -413,6 +456,21 @@ def _compact(x: float) -> str:
     if abs(x) < 1_000_000:
         return f"{x / 1000:,.1f} k"
     return f"{x / 1_000_000:,.2f} M"
+
+
+def _missed(x: float) -> str:
+    """Missed requests, whole: the model's expected spill is fractional, a request is not ("< 1" above 0)."""
+    if 0 < x < 0.5:
+        return "< 1"
+    return _compact(round(x))
+
+
+def _budget(p: PolicyFigures) -> str:
+    """The share of the SLO's error budget spent: "44 %" within it, "841 % (over)" beyond."""
+    spent = p.budget_spent
+    if spent is None:
+        return "—"
+    return f"{100 * spent:,.{0 if spent >= 0.1 else 1}f} %" + ("" if spent <= 1 else " (over)")
 
 
 def _usd(x: float | None) -> str:
@@ -471,11 +529,15 @@ def _when(epoch: int) -> str:
 
 
 def _days(x: float) -> str:
-    return f"{x:g} day" + ("" if x == 1 else "s")
+    if 0 < x < 1 / 24:
+        return f"{round(1440 * x)} minutes"
+    if 0 < x < 1:
+        return f"{24 * x:.3g} hours"
+    return f"{x:.3g} day" + ("" if x == 1 else "s")
 
 
-def _versus(t: TargetSummary, baseline: str) -> str:
-    """One sentence: what forescale saved (or cost) and missed, against the baseline."""
+def _versus(t: TargetSummary, baseline: str, slo_clause: str | None = None) -> str:
+    """One sentence: what forescale saved (or cost) and missed, against the baseline, and its SLO."""
     saved = t.saved_usd
     pct = t.saved_pct
     if saved == 0:
@@ -492,7 +554,20 @@ def _versus(t: TargetSummary, baseline: str) -> str:
         spill = f"misses more: {_pct(ours)} of requests vs {_pct(theirs)}"
     else:
         spill = f"misses the same {_pct(ours)}"
-    return f"vs {baseline}: {money}; {spill}"
+    return f"vs {baseline}: {money}; {spill}; {slo_clause or _slo_verdict(t.forescale)}"
+
+
+def _kept(s: Summary) -> str:
+    return f"{sum(bool(t.forescale.within_slo) for t in s.targets)} of {len(s.targets)} targets kept their SLO"
+
+
+def _slo_verdict(p: PolicyFigures) -> str:
+    """Whether `p` kept its SLO over the window, and the share of the error budget it spent."""
+    if p.slo_miss is None or p.budget_spent is None:
+        return "no SLO to keep" if p.slo_miss is None else "no requests, SLO kept"
+    slo = f"SLO {100 * p.slo_miss:g} % missed"
+    spent = f"{_budget(p).removesuffix(' (over)')} of the error budget spent"
+    return f"{slo}: kept, {spent}" if p.within_slo else f"{slo}: NOT kept, {spent}"
 
 
 def _headline(report: Report) -> str:
@@ -515,15 +590,16 @@ def format_summary(report: Report) -> str:
     base = report.baseline_label
     lines = [
         f"{report.title}: {_headline(report)}",
-        f"window {_when(s.window_start)} → {_when(s.window_end)} UTC, {s.step_s} s steps · "
-        f"{f.decisions:,} decisions · {f.api_calls:,} API calls"
+        f"window {_when(s.window_start)} → {_when(s.window_end)} UTC, {s.step_s} s steps · in it: "
+        f"{f.decisions:,} decisions, {s.overall.forescale.changes or 0:,} capacity changes "
+        f"({base} {s.overall.baseline.changes or 0:,}) · {f.api_calls:,} API calls"
         + (f" · moto on 127.0.0.1:{f.moto_port}" if f.moto_port else ""),
         "",
     ]
     width = max(16, len(base), *(len(t.target) for t in s.targets))
     head = (
         f"{'target':<{width}}  {'demand':<20}  {'policy':<{width}}  {'mean cap':>10}  {'capacity $':>11}  "
-        f"{'x oracle':>8}  {'missed':>10}  {'missed %':>9}  {'changes':>7}"
+        f"{'x oracle':>8}  {'missed':>10}  {'missed %':>9}  {'budget':>14}  {'changes':>7}"
     )
     lines += [head, "─" * len(head)]
     for t in (*s.targets, s.overall):
@@ -532,14 +608,17 @@ def format_summary(report: Report) -> str:
             lines.append(
                 f"{t.target if i == 0 else '':<{width}}  {demand[i] if i < 2 else '':<20}  {p.policy:<{width}}  "
                 f"{_capacity(p.mean_capacity, t.unit):>10}  {_usd(p.capacity_cost_usd):>11}  {_ratio(p.vs_oracle):>8}  "
-                f"{_compact(p.missed):>10}  {_pct(p.miss_pct):>9}  "
+                f"{_missed(p.missed):>10}  {_pct(p.miss_pct):>9}  {_budget(p):>14}  "
                 f"{'—' if p.changes is None else f'{p.changes:,}':>7}"
             )
-        lines.append(f"{'':<{width}}  {'':<20}  → {_versus(t, base)}")
+        overall_slo = _kept(s) if t is s.overall else None
+        lines.append(f"{'':<{width}}  {'':<20}  → {_versus(t, base, overall_slo)}")
         lines.append("")
     lines.append(
         "capacity $ = provisioned concurrency or instance-hours over the window; missed = requests spilled "
-        "to on-demand (Lambda) or above the fleet's capacity (SageMaker); oracle = perfect foresight, zero lead time."
+        "to on-demand (Lambda) or above the fleet's capacity (SageMaker); budget = the share of the SLO's error "
+        "budget the misses spent (over 100 %: the SLO was not kept); changes = capacity changes in the window; "
+        "oracle = perfect foresight, zero lead time."
     )
     return "\n".join(lines)
 
@@ -629,11 +708,17 @@ def render_chart(report: Report, target: str, path: Path) -> Path:
     # one its demand is a flat line at zero next to the capacity of even one environment.
     seen = mine.requests[~gap]
     sparse = bool(seen.size and (seen > 0).any() and (seen == 0).mean() >= 0.5)
-    lower, median, upper, used = forecast_band(
+    lower_rps, median_rps, upper_rps, used = forecast_band(
         report.forecasts.get(target, ()), [int(t) for t in mine.times], report.band
     )
     if sparse:  # on the log axis a zero median would draw a drop to the floor at every call
-        median = [v if v > 0 else math.nan for v in median]
+        median_rps = [v if v > 0 else math.nan for v in median_rps]
+    # Capacity in its own unit (environments, instances); demand and the forecast in the same unit:
+    # concurrent executions (req/s × duration) for Lambda, instances of the type in force for SageMaker.
+    rps_per_unit = _rps_per_unit(tt, mine)
+    demand = demand / rps_per_unit
+    lower, median, upper = (np.asarray(v, dtype=float) / rps_per_unit for v in (lower_rps, median_rps, upper_rps))
+    unit_name = "environments" if tt.kind == "lambda" else "instances"
     pct_slo = f"{100 * report.eps:g} %"
 
     with mpl.rc_context({"font.size": 10, "font.family": "DejaVu Sans"}):
@@ -678,19 +763,46 @@ def render_chart(report: Report, target: str, path: Path) -> Path:
         else:
             (line,) = ax.plot(x, demand, drawstyle="steps-post", color=COLOURS["demand"], lw=0.8, label="demand")
         handles.insert(0, line)
+        if _band_below_demand(demand, upper):
+            ax.text(
+                0.005,
+                0.97,
+                "forecast band below demand: the forecast in force was fitted on the history up to its issue "
+                "(the first at the window's start);\nforescale asks for a refit when demand leaves the band "
+                "(at most hourly) and sizes on the observed demand meanwhile; see How to read this",
+                transform=ax.transAxes,
+                ha="left",
+                va="top",
+                fontsize=8,
+                color="#1e3a8a",
+                bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none", "pad": 1.5},
+                zorder=5,
+            )
         (line,) = ax.plot(
-            x, mine.capacity_rps, drawstyle="steps-post", color=COLOURS["forescale"], lw=1.8, label="forescale capacity"
+            x, mine.capacity, drawstyle="steps-post", color=COLOURS["forescale"], lw=1.8, label="forescale capacity"
         )
         handles.append(line)
         # Dashed and on top, so that where both policies hold the same capacity both lines still show.
         (line,) = ax.plot(
             x,
-            base.capacity_rps,
+            base.capacity,
             drawstyle="steps-post",
             color=COLOURS["baseline"],
             lw=1.2,
             ls=(0, (5, 3)),
             label=_plain(f"{report.baseline_label} capacity"),
+        )
+        handles.append(line)
+        # What each minute needed for the SLO: with random arrivals Lambda spills before the mean
+        # concurrency reaches the environments, so demand below the green line can still miss.
+        (line,) = ax.plot(
+            x,
+            np.where(gap, np.nan, mine.oracle_capacity),
+            drawstyle="steps-post",
+            color=COLOURS["oracle"],
+            lw=0.9,
+            ls=(0, (1, 1.5)),
+            label="needed for the SLO (oracle)",
         )
         handles.append(line)
         breach = (mine.requests > 0) & (mine.missed > report.eps * mine.requests)
@@ -704,18 +816,18 @@ def render_chart(report: Report, target: str, path: Path) -> Path:
                 mew=1.2,
                 color=COLOURS["spill"],
                 transform=ax.get_xaxis_transform(),
-                label=f"forescale missed > {pct_slo} of a minute",
+                label=f"forescale missed > {pct_slo}",
             )
             handles.append(line)
         if gap.any():
             handles.append(Patch(color=COLOURS["gap"], label="no data (source gap)"))
         if sparse:
             ax.set_yscale("log")
-            ax.set_ylim(bottom=0.5 / sub)
-            ax.set_ylabel("requests / s (log scale)")
+            ax.set_ylim(bottom=0.5 / sub / float(np.max(rps_per_unit)))
+            ax.set_ylabel(f"{unit_name} (log scale)")
         else:
             ax.set_ylim(bottom=0)
-            ax.set_ylabel("requests / s")
+            ax.set_ylabel(f"{unit_name} · demand in the same unit")
         ax.margins(x=0)
         ax.grid(True, color="#e5e7eb", lw=0.6)
         ax.tick_params(labelbottom=False)
@@ -769,11 +881,14 @@ def render_chart(report: Report, target: str, path: Path) -> Path:
         fig.text(
             0.92,
             0.955,
-            _plain(f"forescale {_usd(ts.forescale.capacity_cost_usd)}, missed {_pct(ts.forescale.miss_pct)}"),
+            _plain(
+                f"forescale {_usd(ts.forescale.capacity_cost_usd)}, missed {_pct(ts.forescale.miss_pct)} · "
+                + _slo_verdict(ts.forescale).replace(" missed:", ":")
+            ),
             fontsize=11,
             ha="right",
             va="baseline",
-            color=COLOURS["forescale"],
+            color=COLOURS["forescale"] if ts.forescale.within_slo is not False else COLOURS["spill"],
             fontweight="bold",
         )
         fig.text(
@@ -810,23 +925,41 @@ def _plain(text: str) -> str:
     return text.replace("$", r"\$")
 
 
+def _band_below_demand(demand: npt.NDArray[np.float64], upper: npt.NDArray[np.float64], steps: int = 60) -> bool:
+    """Whether demand is above the band's upper edge for most of the first `steps` with a forecast."""
+    import numpy as np
+
+    seen = np.isfinite(upper) & np.isfinite(demand)
+    first = np.flatnonzero(seen)[:steps]
+    return bool(first.size >= steps // 2 and (demand[first] > upper[first]).mean() > 0.5)
+
+
+def _rps_per_unit(tt: TraceTarget, mine: StepSeries) -> npt.NDArray[np.float64]:
+    """Requests/s per capacity unit at each step: 1 / duration for a Lambda environment (one request at
+    a time), the capacity of the type in force (else the main type) for a SageMaker instance."""
+    import numpy as np
+
+    if tt.kind == "lambda":
+        return np.full(len(mine.times), 1000 / float(tt.params["duration_ms"]))
+    types = tt.params["instance_types"]
+    main = _dominant(mine.instance_type, [True] * len(mine.times)) or str(tt.params.get("instance_type", ""))
+    fallback = float(types[main]["capacity_rps"]) if main in types else 1.0
+    return np.array([float(types[ty]["capacity_rps"]) if ty in types else fallback for ty in mine.instance_type])
+
+
 def _secondary_axis(ax: Any, tt: TraceTarget, mine: StepSeries) -> None:
-    """A right axis in capacity units, when req/s maps linearly onto them (a label otherwise)."""
+    """A right axis in requests/s, where capacity units map linearly onto them."""
     if tt.kind == "lambda":
         d = float(tt.params["duration_ms"]) / 1000
-        right = ax.secondary_yaxis("right", functions=(lambda r: r * d, lambda c: c / d))
-        right.set_ylabel(f"concurrent executions (req/s × {d * 1000:g} ms)")
+        right = ax.secondary_yaxis("right", functions=(lambda c: c / d, lambda r: r * d))
+        right.set_ylabel(f"requests / s (concurrent ÷ {d * 1000:g} ms)")
         return
-    counts: dict[str, int] = {}
-    for ty in mine.instance_type:
-        if ty:
-            counts[ty] = counts.get(ty, 0) + 1
-    if not counts:
+    main = _dominant(mine.instance_type, [True] * len(mine.times))
+    if main is None:
         return
-    main = max(counts, key=lambda k: counts[k])
     rps = float(tt.params["instance_types"][main]["capacity_rps"])
-    right = ax.secondary_yaxis("right", functions=(lambda r: r / rps, lambda n: n * rps))
-    right.set_ylabel(f"{main} instances ({rps:g} req/s each)")
+    right = ax.secondary_yaxis("right", functions=(lambda n: n * rps, lambda r: r / rps))
+    right.set_ylabel(f"requests / s ({main}: {rps:g} req/s each)")
 
 
 def _runs(flags: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
@@ -845,242 +978,166 @@ def _runs(flags: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
 
 
 # --- HTML -------------------------------------------------------------------------------------------
+# The page's markup is in templates/ (Jinja2, autoescaped); here its values are formatted.
 
-_CSS = """
-:root { --ink:#111827; --muted:#6b7280; --line:#e5e7eb; --soft:#f9fafb; --good:#059669; --bad:#dc2626; }
-* { box-sizing: border-box; }
-body { margin: 0; background: #f3f4f6; color: var(--ink);
-  font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
-main { max-width: 1440px; margin: 0 auto; padding: 24px 28px 48px; }
-h1 { font-size: 24px; margin: 0 0 4px; }
-h2 { font-size: 19px; margin: 0; }
-h3 { font-size: 15px; margin: 22px 0 8px; }
-.sub { color: var(--muted); margin: 0 0 18px; }
-section { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 18px 20px; margin: 18px 0; }
-.cards { display: grid; grid-template-columns: repeat(4, 1fr); gap: 12px; margin: 14px 0 4px; }
-.card { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; }
-.card .k { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
-.card .v { font-size: 22px; font-weight: 650; margin-top: 2px; font-variant-numeric: tabular-nums; }
-.card .d { color: var(--muted); font-size: 13px; font-variant-numeric: tabular-nums; }
-table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
-th, td { padding: 4px 9px; border-bottom: 1px solid var(--line); vertical-align: top; }
-th { text-align: left; font-size: 12px; color: var(--muted); font-weight: 600; background: var(--soft); }
-td.n, th.n { text-align: right; white-space: nowrap; }
-tbody.group td { border-bottom-color: #f1f2f4; }
-tr.verdict td { font-size: 13px; color: #374151; border-bottom: 2px solid var(--line); padding-bottom: 9px; }
-tr.verdict .better { color: var(--good); font-weight: 600; }
-tr.verdict .worse { color: var(--bad); font-weight: 600; }
-td.tname { font-weight: 650; }
-td.tname .desc, .muted { color: var(--muted); font-weight: 400; font-size: 12.5px; }
-.chip { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 6px; vertical-align: -1px; }
-tr.oracle td { color: var(--muted); }
-tfoot td { font-weight: 600; background: var(--soft); }
-img.chart { display: block; width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px;
-  margin-top: 10px; }
-table.decisions td { font-size: 12px; line-height: 1.35; padding: 3px 8px; }
-table.decisions td.reason { color: #374151; width: 55%; }
-.tag { display: inline-block; font-size: 11px; padding: 0 6px; border-radius: 9px; background: #eef2ff; color: #3730a3;
-  margin: 0 4px 2px 0; }
-.up { color: var(--good); } .down { color: #2563eb; }
-.howto { columns: 2; column-gap: 32px; color: #374151; }
-.howto p { margin: 0 0 9px; break-inside: avoid; }
-dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 3px 18px; margin: 0; }
-dl.facts dt { color: var(--muted); } dl.facts dd { margin: 0; font-variant-numeric: tabular-nums; }
-code { font: 12.5px ui-monospace, "DejaVu Sans Mono", monospace; background: var(--soft); padding: 0 3px;
-  border-radius: 3px; }
-"""
+TEMPLATES = Path(__file__).parent / "templates"
 
 
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
+@cache
+def _templates() -> jinja2.Environment:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
 
 
-def _chip(colour: str) -> str:
-    return f'<span class="chip" style="background:{colour}"></span>'
-
-
-def _cards(report: Report) -> str:
+def _cards(report: Report) -> list[dict[str, str]]:
     o = report.summary.overall
     base = report.baseline_label
     saved = o.saved_usd
     pct = o.saved_pct
-    saved_v = _usd(saved) if saved >= 0 else f"+{_usd(-saved)}"
-    cards = [
-        (
-            "capacity cost saved" if saved >= 0 else "extra capacity cost",
-            saved_v + (f" <small>({abs(pct):.1f} %)</small>" if pct is not None else ""),
-            f"forescale {_usd(o.forescale.capacity_cost_usd)} vs {base} {_usd(o.baseline.capacity_cost_usd)}",
-        ),
-        (
-            "requests missed",
-            _pct(o.forescale.miss_pct),
-            f"{base} {_pct(o.baseline.miss_pct)} · oracle {_pct(o.oracle.miss_pct)}",
-        ),
-        (
-            "capacity vs oracle",
-            _ratio(o.forescale.vs_oracle),
-            f"{base} {_ratio(o.baseline.vs_oracle)} · oracle {_usd(o.oracle.capacity_cost_usd)}",
-        ),
-        (
-            "decisions",
-            f"{report.facts.decisions:,}",
-            f"{o.forescale.changes or 0:,} capacity changes · {report.facts.api_calls:,} API calls",
-        ),
+    return [
+        {
+            "key": "capacity cost saved" if saved >= 0 else "extra capacity cost",
+            "value": _usd(saved) if saved >= 0 else f"+{_usd(-saved)}",
+            "small": f"({abs(pct):.1f} %)" if pct is not None else "",
+            "detail": f"forescale {_usd(o.forescale.capacity_cost_usd)} vs {base} {_usd(o.baseline.capacity_cost_usd)}",
+        },
+        {
+            "key": "requests missed",
+            "value": _pct(o.forescale.miss_pct),
+            "small": "",
+            "detail": f"{base} {_pct(o.baseline.miss_pct)} · oracle {_pct(o.oracle.miss_pct)} · "
+            f"{_kept(report.summary)}",
+        },
+        {
+            "key": "capacity vs oracle",
+            "value": _ratio(o.forescale.vs_oracle),
+            "small": "",
+            "detail": f"{base} {_ratio(o.baseline.vs_oracle)} · oracle {_usd(o.oracle.capacity_cost_usd)}",
+        },
+        {
+            "key": "capacity changes",
+            "value": f"{o.forescale.changes or 0:,}",
+            "small": "",
+            "detail": f"{base} {o.baseline.changes or 0:,} · {report.facts.decisions:,} decisions recorded · "
+            f"{report.facts.api_calls:,} API calls",
+        },
     ]
-    body = "".join(
-        f'<div class="card"><div class="k">{_e(k)}</div><div class="v">{v}</div><div class="d">{_e(d)}</div></div>'
-        for k, v, d in cards
-    )
-    return f'<div class="cards">{body}</div>'
 
 
-def _policy_row(p: PolicyFigures, unit: str, colour: str, css: str = "") -> str:
-    itype = f'<span class="muted"> · {_e(p.instance_type)}</span>' if p.instance_type else ""
-    return (
-        f'<tr class="{css}"><td>{_chip(colour)}{_e(p.policy)}</td>'
-        f'<td class="n">{_e(_capacity(p.mean_capacity, unit))}{itype}</td>'
-        f'<td class="n">{_e(_usd(p.capacity_cost_usd))}</td>'
-        f'<td class="n">{_e(_ratio(p.vs_oracle))}</td>'
-        f'<td class="n">{_e(_compact(p.missed))}</td>'
-        f'<td class="n">{_e(_pct(p.miss_pct))}</td>'
-        f'<td class="n">{"—" if p.changes is None else f"{p.changes:,}"}</td></tr>'
-    )
+def _policy_cells(p: PolicyFigures, unit: str, colour: str, css: str = "") -> dict[str, str]:
+    return {
+        "css": css,
+        "colour": colour,
+        "policy": p.policy,
+        "mean_capacity": _capacity(p.mean_capacity, unit),
+        "instance_type": p.instance_type or "",
+        "capacity_cost": _usd(p.capacity_cost_usd),
+        "vs_oracle": _ratio(p.vs_oracle),
+        "missed": _missed(p.missed),
+        "miss_pct": _pct(p.miss_pct),
+        "budget": _budget(p),
+        "changes": "—" if p.changes is None else f"{p.changes:,}",
+    }
 
 
-def _verdict(t: TargetSummary, baseline: str) -> str:
+def _policies(t: TargetSummary) -> list[dict[str, str]]:
+    return [
+        _policy_cells(t.forescale, t.unit, COLOURS["forescale"]),
+        _policy_cells(t.baseline, t.unit, COLOURS["baseline"]),
+        _policy_cells(t.oracle, t.unit, COLOURS["oracle"], "oracle"),
+    ]
+
+
+def _verdict(t: TargetSummary, baseline: str) -> dict[str, str]:
+    """`_versus`'s sentence in its three parts, each coloured: green where forescale did better."""
     saved = t.saved_usd
-    money_css = "better" if saved > 0 else "worse" if saved < 0 else ""
     ours, theirs = t.forescale.miss_pct, t.baseline.miss_pct
-    spill_css = "better" if ours < theirs else "worse" if ours > theirs else ""
-    text = _versus(t, baseline)
-    head, _, rest = text.partition(": ")
-    money, _, spill = rest.partition("; ")
-    return (
-        f'<tr class="verdict"><td colspan="7">{_e(head)}: <span class="{money_css}">{_e(money)}</span>; '
-        f'<span class="{spill_css}">{_e(spill)}</span>'
-        f'<span class="muted"> · full bill with duration charges: '
-        f"{_e(_usd(t.forescale.cost_usd))} vs {_e(_usd(t.baseline.cost_usd))}</span></td></tr>"
-    )
+    head, _, rest = _versus(t, baseline).partition(": ")
+    money, spill, slo = rest.split("; ")
+    kept = t.forescale.within_slo
+    return {
+        "head": head,
+        "money": money,
+        "money_css": "better" if saved > 0 else "worse" if saved < 0 else "",
+        "spill": spill,
+        # Green only where forescale kept its SLO: missing less than target tracking is not enough.
+        "spill_css": "worse" if kept is False else "better" if ours < theirs else "",
+        "slo": slo,
+        "slo_css": "worse" if kept is False else "better" if kept else "",
+        "bill_ours": _usd(t.forescale.cost_usd),
+        "bill_theirs": _usd(t.baseline.cost_usd),
+    }
 
 
-def _summary_table(report: Report) -> str:
+def _summary_rows(report: Report) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The summary table: one group per target (three policies and a verdict), and the overall footer."""
     s = report.summary
-    base = report.baseline_label
-    head = (
-        "<thead><tr><th>target</th><th>demand</th><th>policy</th><th class='n'>mean capacity</th>"
-        "<th class='n'>capacity cost</th><th class='n'>× oracle</th><th class='n'>missed requests</th>"
-        "<th class='n'>missed %</th><th class='n'>capacity changes</th></tr></thead>"
-    )
-    groups = []
-    for t in s.targets:
-        rows = [
-            _policy_row(t.forescale, t.unit, COLOURS["forescale"]),
-            _policy_row(t.baseline, t.unit, COLOURS["baseline"]),
-            _policy_row(t.oracle, t.unit, COLOURS["oracle"], "oracle"),
-            _verdict(t, base),
-        ]
-        lead = (
-            f'<td rowspan="4" class="tname">{_e(t.target)}<div class="desc">{_e(_kind_short(t.kind))}</div></td>'
-            f'<td rowspan="4" class="n">{_e(_compact(t.requests))} req<div class="muted">peak {_e(_rate(t.peak_rps))}'
-            f' req/s</div><div class="muted">mean {_e(_rate(t.mean_rps))} req/s</div></td>'
-        )
-        rows[0] = rows[0].replace('<tr class="">', f'<tr class="">{lead}', 1)
-        groups.append(f'<tbody class="group">{"".join(rows)}</tbody>')
-    o = s.overall
-    foot_rows = [
-        _policy_row(o.forescale, "", COLOURS["forescale"]),
-        _policy_row(o.baseline, "", COLOURS["baseline"]),
-        _policy_row(o.oracle, "", COLOURS["oracle"], "oracle"),
+    targets = [
+        {
+            "name": t.target,
+            "kind": _kind_short(t.kind),
+            "requests": _compact(t.requests),
+            "peak_rps": _rate(t.peak_rps),
+            "mean_rps": _rate(t.mean_rps),
+            "policies": _policies(t),
+            "verdict": _verdict(t, report.baseline_label),
+        }
+        for t in s.targets
     ]
-    lead = (
-        f'<td rowspan="3">overall</td><td rowspan="3" class="n">{_e(_compact(o.requests))} req'
-        f'<div class="muted">{len(s.targets)} targets</div></td>'
-    )
-    foot_rows[0] = foot_rows[0].replace('<tr class="">', f'<tr class="">{lead}', 1)
-    return f"<table class='summary'>{head}{''.join(groups)}<tfoot>{''.join(foot_rows)}</tfoot></table>"
+    overall = {"requests": _compact(s.overall.requests), "targets": len(s.targets), "policies": _policies(s.overall)}
+    return targets, overall
 
 
 def _kind_short(kind: str) -> str:
     return "Lambda · environments" if kind == "lambda" else "SageMaker · instances"
 
 
-def _howto(report: Report) -> str:
-    pct = f"{100 * report.eps:g} %"
-    paragraphs = [
-        "<b>Demand</b> is what each target received, in requests per second. "
-        "<b>Capacity</b> is what was in force at each minute, after AWS's lead time (Lambda provisioned "
-        "concurrency: 2 min to scale out; a GPU instance: 6 min, 10 min to change type). The charts draw it as "
-        f"the request rate it serves with at most {pct} missed, so demand above the green line means misses; "
-        "the right axis converts rates to concurrent executions (Lambda; P environments serve a little less "
-        f"than P concurrent at {pct} spill, so the line sits below P) or to instances of the main type (SageMaker).",
-        "<b>Missed requests</b>: for Lambda, requests that found every provisioned environment busy and ran "
-        "on-demand with a cold-start risk (Erlang B, Poisson arrivals within a minute: optimistic for bursts); "
-        "for SageMaker, requests above the fleet's capacity at the latency SLO (queued or throttled).",
-        "<b>Capacity cost</b> is provisioned concurrency (GB-seconds) or instance-hours at us-east-1 list "
-        "prices over the window. Lambda duration charges are left out because every policy pays them alike; "
-        "the full bill is in the verdict line and <code>summary.json</code>.",
-        "<b>Oracle</b> sizes every minute from that minute's own demand with zero lead time: the floor no real "
-        "autoscaler reaches. <b>× oracle</b> is a policy's capacity cost divided by the oracle's.",
-        f"<b>{_e(report.baseline_label)}</b>: {_e(report.baseline_note)}",
-        "A policy is better only with less of both, missed requests and capacity. The scores come from "
-        "<code>forescale.replay.evaluate</code>, which follows the shared yardstick's model; "
-        "<code>decisions.csv</code> and <code>baseline-decisions.csv</code> can be re-scored with it.",
-    ]
-    return '<div class="howto">' + "".join(f"<p>{p}</p>" for p in paragraphs) + "</div>"
+def _decision_view(r: DecisionRecord) -> dict[str, Any]:
+    itype = ""
+    if r.instance_type and r.instance_type != r.previous_instance_type:
+        itype = f"{r.previous_instance_type or '?'} → {r.instance_type}"
+    return {
+        "decided_at": _when(r.decided_at),
+        "direction": "up" if r.capacity > r.previous else "down" if r.capacity < r.previous else "",
+        "previous": r.previous,
+        "capacity": r.capacity,
+        "instance_change": itype,
+        "observed": "missing" if r.data_missing or r.observed_rps is None else _rate(r.observed_rps),
+        "sized_for": _rate(r.demand_rps),
+        "band": "—" if r.band is None else " / ".join(_rate(v) for v in r.band),
+        "tags": list(r.shaped_by),
+        "reason": r.reason,
+        "status": r.status.value,
+        "mode": r.mode.value,
+    }
 
 
-def _decision_rows(records: Sequence[DecisionRecord], unit: str) -> str:
-    out = []
-    for r in records:
-        if r.capacity > r.previous:
-            change = f'<span class="up">{r.previous} → {r.capacity}</span>'
-        elif r.capacity < r.previous:
-            change = f'<span class="down">{r.previous} → {r.capacity}</span>'
-        else:
-            change = f"{r.capacity}"
-        itype = ""
-        if r.instance_type and r.instance_type != r.previous_instance_type:
-            itype = f"<div class='muted'>{_e(r.previous_instance_type or '?')} → {_e(r.instance_type)}</div>"
-        observed = "missing" if r.data_missing or r.observed_rps is None else _rate(r.observed_rps)
-        band = "—" if r.band is None else " / ".join(_rate(v) for v in r.band)
-        tags = "".join(f'<span class="tag">{_e(g)}</span>' for g in r.shaped_by)
-        out.append(
-            f"<tr><td class='n'>{_e(_when(r.decided_at))}</td><td class='n'>{change} {unit}{itype}</td>"
-            f"<td class='n'>{_e(observed)}</td><td class='n'>{_e(_rate(r.demand_rps))}</td>"
-            f"<td class='n'>{_e(band)}</td><td class='reason'>{tags}{_e(r.reason)}</td>"
-            f"<td>{_e(r.status.value)}<div class='muted'>{_e(r.mode.value)}</div></td></tr>"
-        )
-    return "".join(out)
-
-
-def _target_section(report: Report, t: TargetSummary, png: bytes) -> str:
-    tt = report.trace.targets[t.target]
+def _target_section(report: Report, t: TargetSummary, png: bytes) -> dict[str, Any]:
     mine = [r for r in report.records if r.target == t.target]
     latest = sorted(mine, key=lambda r: r.decided_at, reverse=True)[: report.decisions_shown]
-    data = base64.b64encode(png).decode("ascii")
-    if latest:
-        decisions = (
-            f"<h3>Latest {len(latest)} of {len(mine):,} decisions <span class='muted'>(newest first)</span></h3>"
-            "<table class='decisions'><thead><tr><th class='n'>decided at (UTC)</th><th class='n'>capacity</th>"
-            "<th class='n'>observed req/s</th><th class='n'>sized for req/s</th>"
-            "<th class='n'>band low / median / high</th><th>reason</th><th>status</th></tr></thead>"
-            f"<tbody>{_decision_rows(latest, t.unit)}</tbody></table>"
-        )
-    else:
-        decisions = "<p class='muted'>No decision records for this target.</p>"
-    return (
-        f'<section id="{_e(t.target)}"><h2>{_e(t.target)}</h2>'
-        f'<p class="sub">{_e(_kind_line(tt))}{" · " + _e(t.description) if t.description else ""}</p>'
-        f'<img class="chart" alt="{_e(t.target)}: demand, forecast band, capacity and misses over time" '
-        f'src="data:image/png;base64,{data}">'
-        f"{decisions}</section>"
-    )
+    return {
+        "name": t.target,
+        "unit": t.unit,
+        "kind_line": _kind_line(report.trace.targets[t.target]),
+        "description": t.description,
+        "png_base64": base64.b64encode(png).decode("ascii"),
+        "decisions": [_decision_view(r) for r in latest],
+        "decision_count": f"{len(mine):,}",
+    }
 
 
-def _facts(report: Report, files: Mapping[str, str]) -> str:
+def _facts(report: Report, files: Mapping[str, str]) -> list[tuple[str, str]]:
     f = report.facts
     s = report.summary
-    items = [
+    return [
         ("command", f"forescale {f.command}"),
         ("workload", f.source),
         ("window", f"{_when(s.window_start)} → {_when(s.window_end)} UTC ({_days(f.simulated_days)})"),
@@ -1088,36 +1145,40 @@ def _facts(report: Report, files: Mapping[str, str]) -> str:
         ("history before the window", _days(f.history_days)),
         ("seed", "—" if f.seed is None else str(f.seed)),
         ("wall time", _duration(f.wall_s)),
-        ("decisions recorded", f"{f.decisions:,}"),
+        ("decisions recorded in the window", f"{f.decisions:,}"),
         ("AWS API calls", f"{f.api_calls:,}" + (f" (moto on 127.0.0.1:{f.moto_port})" if f.moto_port else "")),
         ("files", ", ".join(files.values())),
     ]
-    body = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items)
-    return f'<dl class="facts">{body}</dl>'
+
+
+def page_context(report: Report, charts: Mapping[str, bytes], files: Mapping[str, str]) -> dict[str, Any]:
+    """Every value `templates/report.html.j2` shows, formatted (strings and lists of them)."""
+    from forescale import __version__
+
+    s = report.summary
+    targets, overall = _summary_rows(report)
+    return {
+        "title": report.title,
+        "source": report.facts.source,
+        "headline": _headline(report),
+        "cards": _cards(report),
+        "window_start": _when(s.window_start),
+        "window_end": _when(s.window_end),
+        "targets": targets,
+        "overall": overall,
+        "slo_pct": f"{100 * report.eps:g} %",
+        "baseline_label": report.baseline_label,
+        "baseline_note": report.baseline_note,
+        "sections": [_target_section(report, t, charts[t.target]) for t in s.targets],
+        "facts": _facts(report, files),
+        "version": __version__,
+        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
 
 
 def render_html(report: Report, charts: Mapping[str, bytes], files: Mapping[str, str]) -> str:
     """The whole report as one HTML document; `charts` maps each target to its PNG bytes."""
-    s = report.summary
-    sections = "".join(_target_section(report, t, charts[t.target]) for t in s.targets)
-    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    from forescale import __version__
-
-    return (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{_e(report.title)}: {_e(report.facts.source)}</title><style>{_CSS}</style></head><body><main>"
-        f"<h1>{_e(report.title)}</h1><p class='sub'>{_e(_headline(report))}</p>"
-        f"{_cards(report)}"
-        f"<section><h2>Summary</h2><p class='sub' style='margin:2px 0 10px'>{_e(_when(s.window_start))} → "
-        f"{_e(_when(s.window_end))} UTC · capacity cost and misses over the whole window</p>"
-        f"{_summary_table(report)}</section>"
-        f"<section><h2>How to read this</h2><div style='height:8px'></div>{_howto(report)}</section>"
-        f"{sections}"
-        f"<section><h2>Run</h2><div style='height:8px'></div>{_facts(report, files)}</section>"
-        f"<p class='muted'>forescale {_e(__version__)} · generated {_e(generated)}</p>"
-        "</main></body></html>\n"
-    )
+    return _templates().get_template("report.html.j2").render(page_context(report, charts, files))
 
 
 # --- files ------------------------------------------------------------------------------------------
