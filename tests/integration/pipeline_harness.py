@@ -359,6 +359,7 @@ class Pipeline:
     captured: Captured
     stdout: io.StringIO = field(default_factory=io.StringIO)
     minute: int = HISTORY_MINUTES
+    rate_of: Callable[[str, int], float] = rate  # requests/s of a target in a minute
     failed_invocations: list[str] = field(default_factory=list)
 
     @property
@@ -375,7 +376,7 @@ class Pipeline:
         when = datetime.fromtimestamp(at(minute), UTC)
         cw = boto3.client("cloudwatch", region_name=REGION)
         for name, cfg in self.configs.items():
-            requests = rate(name, minute) * 60
+            requests = self.rate_of(name, minute) * 60
             if cfg.kind.is_lambda:
                 dims = [{"Name": "FunctionName", "Value": name}]
                 if cfg.qualifier:
@@ -541,8 +542,15 @@ FUNCTION_ENV = function_env(TABLE, TABLE) | {
 
 
 @contextlib.contextmanager
-def pipeline(mock: Any, interceptor: Interceptor) -> Iterator[Pipeline]:
-    """A fresh account (moto reset) with the stack, the user's resources, the targets and an hour of history."""
+def pipeline(
+    mock: Any,
+    interceptor: Interceptor,
+    fleet: dict[str, TargetConfig] | None = None,
+    rate_of: Callable[[str, int], float] = rate,
+) -> Iterator[Pipeline]:
+    """A fresh account (moto reset) with the stack, the user's resources, the targets and an hour of history.
+
+    `fleet` and `rate_of` replace the three targets of the scenario and their demand."""
     mock.reset()
     interceptor.reset()  # a fresh account has had no calls, faults or changes
     clock = ManualClock(at(HISTORY_MINUTES))
@@ -555,14 +563,14 @@ def pipeline(mock: Any, interceptor: Interceptor) -> Iterator[Pipeline]:
         try:
             env = provision(TABLE, TABLE, REGION, functions=("collect", "plan", "act", "react"))
             env.dlqs["forecast"] = env.clients["sqs"].create_queue(QueueName="forescale-forecast-dlq")["QueueUrl"]
-            cfgs = configs()
+            cfgs = fleet if fleet is not None else configs()
             _provision_resources(cfgs)
             store = env.store
             for cfg in cfgs.values():
                 store.put_target(cfg)
             store.put_samples(
                 [
-                    DemandSampleDetail(target=name, timestamp=at(m), requests=rate(name, m) * 60)
+                    DemandSampleDetail(target=name, timestamp=at(m), requests=rate_of(name, m) * 60)
                     for name in cfgs
                     for m in range(HISTORY_MINUTES)
                 ],
@@ -593,7 +601,7 @@ def pipeline(mock: Any, interceptor: Interceptor) -> Iterator[Pipeline]:
             for sub in env.router.subscriptions:
                 sub.handler = staged(sub.function, sub.handler)
             staged_handlers = {name: staged(name, fn) for name, fn in handlers.items()}
-            yield Pipeline(env, clock, interceptor, staged_handlers, cfgs, captured)
+            yield Pipeline(env, clock, interceptor, staged_handlers, cfgs, captured, rate_of=rate_of)
         finally:
             if act_globals is not None:
                 act_globals["reset"]()  # the instrumented act service belongs to this pipeline only

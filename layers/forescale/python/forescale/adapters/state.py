@@ -1088,7 +1088,10 @@ class DynamoStateStore(StateStore):
             ExpressionAttributeValues=_item(values),
             Limit=limit,
         )
-        return [TargetConfig.model_validate_json(_plain(i)["config"]) for i in resp.get("Items", [])]
+        # An invalid stored config is skipped and reported, as in list_targets: act's sweep must go on.
+        items = [_plain(i) for i in resp.get("Items", [])]
+        configs = (self._valid_config(str(i["gsi1sk"]), i.get("config")) for i in items)
+        return [c for c in configs if c is not None]
 
     def get_rotation(self) -> str:
         item = self._get(ROTATION_PK, "CURSOR")
