@@ -105,7 +105,9 @@ def test_the_forged_event_goes_to_the_dead_letter_queue_and_pins_nothing(poisone
     assert poisoned.dlq_count() >= 1
     assert all(d.capacity < 400 for d in poisoned.decisions(FORGED_EVENT))
     # react refused it with a message naming the field (the router records what Lambda would log)
-    assert any("react" in f and "detail.timestamp" in f for f in poisoned.failed_invocations), poisoned.failed_invocations
+    assert any("react" in f and "detail.timestamp" in f for f in poisoned.failed_invocations), (
+        poisoned.failed_invocations
+    )
 
 
 @pytest.mark.parametrize(
