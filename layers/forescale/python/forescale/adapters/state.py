@@ -283,7 +283,9 @@ class StateStore(ABC):
         return (got[0] if got else None), rec.version, rec.observed_until
 
     @abstractmethod
-    def put_planner(self, name: str, blob: bytes, observed_until: int, expected_version: int, token: str = "") -> int:
+    def put_planner(  # nosec B107  # `token` names the writing plan process, not a credential
+        self, name: str, blob: bytes, observed_until: int, expected_version: int, token: str = ""
+    ) -> int:
         """Checkpoint: store a snapshot and an empty journal together, if the stored version is still
         `expected_version`; returns the new version. ConflictError if another run wrote first."""
 
@@ -936,7 +938,9 @@ class DynamoStateStore(StateStore):
             put["ExpressionAttributeValues"] = _item({":v": expected_version})
         return put
 
-    def put_planner(self, name: str, blob: bytes, observed_until: int, expected_version: int, token: str = "") -> int:
+    def put_planner(  # nosec B107  # `token` names the writing plan process, not a credential
+        self, name: str, blob: bytes, observed_until: int, expected_version: int, token: str = ""
+    ) -> int:
         new = expected_version + 1
         checkpoint = {"PK": f"TARGET#{name}", "SK": CHECKPOINT_SK, "blob": blob, "version": new}
         hot = self._hot_put(name, b"", observed_until, new, expected_version, token)
@@ -1221,7 +1225,9 @@ class InMemoryStateStore(StateStore):
         if self.get_planner_record(name).version != expected_version:
             raise ConflictError(f"planner state of {name} changed since version {expected_version}")
 
-    def put_planner(self, name: str, blob: bytes, observed_until: int, expected_version: int, token: str = "") -> int:
+    def put_planner(  # nosec B107  # `token` names the writing plan process, not a credential
+        self, name: str, blob: bytes, observed_until: int, expected_version: int, token: str = ""
+    ) -> int:
         with self._lock:
             self._check_planner_version(name, expected_version)
             new = expected_version + 1

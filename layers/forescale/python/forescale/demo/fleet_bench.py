@@ -37,7 +37,7 @@ import math
 import os
 import random
 import re
-import subprocess
+import subprocess  # nosec B404  # runs only our own interpreter, to measure a cold import
 import sys
 import time
 from collections.abc import Callable, Iterator
