@@ -195,3 +195,18 @@ def test_given_a_stored_planner_that_decided_in_the_future_then_it_is_not_restor
     summary = PlanService(store, bus, warmup_s=3600).plan(["api"], START + 120 * 60)
     assert summary.snapshot_errors == ["api"] and summary.fresh_planners == 1
     assert summary.decided == 1
+
+
+def test_given_a_target_removed_and_added_again_then_its_guardrails_start_from_what_aws_had() -> None:
+    # Issue 15 item 5: `targets remove` + `add` produced 0 -> 11 and AWS went 32 -> 11 in one step.
+    store, bus = InMemoryStateStore(), RecordingPublisher()
+    cfg = lambda_target(guardrails={"max_step_down": 1, "stabilisation_window_s": 0})
+    store.put_target(cfg)
+    store.put_state(AppliedState(target="api", capacity=32))
+    store.put_samples(samples("api", [10.0] * 120), ttl_s=86_400)
+    store.delete_target("api")
+    store.put_target(cfg)
+    summary = PlanService(store, bus, warmup_s=3600).plan(["api"], START + 120 * 60)
+    assert summary.fresh_planners == 1
+    (d,) = store.list_decisions("api")
+    assert (d.previous, d.capacity) == (32, 31)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import struct
 import zlib
 
@@ -100,3 +101,12 @@ def test_given_a_day_of_state_then_the_snapshot_fits_a_dynamodb_item() -> None:
         p.observe(trace.time(i), tt.requests[i] / 60)
         p.decide(StepInput(now=trace.time(i + 1)))
     assert len(snapshot.dump(p)) < 350_000  # DynamoDB items are at most 400 KB
+
+
+def test_given_a_planner_that_never_decided_then_its_snapshot_restores() -> None:
+    # A new target's first checkpoint is written before any step: upper_band is still +inf (unbounded).
+    trace = generate(days=0.1, step_s=60, seed=1, targets=["api-steady"])
+    target = trace.targets["api-steady"].to_target()
+    blob = snapshot.dump(Planner(target, make_policy("predictive", target, 60)))
+    restored = snapshot.load(Planner(target, make_policy("predictive", target, 60)), blob)
+    assert restored.policy.upper_band == math.inf  # type: ignore[attr-defined]

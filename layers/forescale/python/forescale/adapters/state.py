@@ -215,7 +215,9 @@ class StateStore(ABC):
 
     @abstractmethod
     def delete_target(self, name: str) -> None:
-        """Remove the config (and state/planner/forecast); decisions stay as the audit trail."""
+        """Remove the config, planner and forecast; decisions stay as the audit trail. The applied state
+        (`STATE`, what AWS had) stays too: a target removed and added again starts its guardrails from
+        that capacity, not from 0, and act's first claim reads AWS back if it is stale."""
 
     # -- samples
     @abstractmethod
@@ -784,7 +786,7 @@ class DynamoStateStore(StateStore):
 
     def delete_target(self, name: str) -> None:
         blobs = [i["SK"] for i in self._query(f"TARGET#{name}", "FORECAST#")]
-        for sk in ("CONFIG", "STATE", "PLANNER", CHECKPOINT_SK, "FORECAST", *blobs):
+        for sk in ("CONFIG", "PLANNER", CHECKPOINT_SK, "FORECAST", *blobs):
             self._db.delete_item(TableName=self._table, Key=_item({"PK": f"TARGET#{name}", "SK": sk}))
 
     # -- samples
@@ -1161,7 +1163,6 @@ class InMemoryStateStore(StateStore):
     def delete_target(self, name: str) -> None:
         with self._lock:
             self.targets.pop(name, None)
-            self.states.pop(name, None)
             self.planners.pop(name, None)
             self.checkpoints.pop(name, None)
             self.forecasts.pop(name, None)

@@ -114,6 +114,8 @@ def _checked(obj: object, name: str, fresh: Any, value: Any) -> Any:
         raise SnapshotError(
             f"planner snapshot: {where}: expected {type(fresh).__name__}, got {type(value).__name__} {value!r:.40}"
         )
+    if isinstance(fresh, float) and fresh == math.inf and value == math.inf:
+        return value  # a field that starts unbounded (PredictivePolicy.upper_band before its first step)
     for leaf in _leaves(value):
         _check_leaf(where, leaf)
     if name in _RANGES:
