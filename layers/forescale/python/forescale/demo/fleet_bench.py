@@ -120,6 +120,11 @@ def deployed_config(targets: int) -> Deployed:
         "POWERTOOLS_LOG_LEVEL": "INFO",
         "SAMPLE_TTL_DAYS": str(config.sample_ttl_days),
         "DETAIL_EVERY_MINUTES": str(config.collect_detail_every_minutes),
+        "POLL_EVERY_MINUTES": str(config.collect_poll_every_minutes),
+        # What infra/forescale_infra/functions.py sets for the forecaster (constants there).
+        "REFIT_SPREAD_S": "86400",
+        "MAX_REFITS_PER_RUN": "2000",
+        "LIST_TARGETS_EVERY_S": "900",
         "REREAD_MINUTES": str(config.collect_reread_minutes),
         "METRIC_DELAY_S": str(config.metric_delay_s),
         "TAG_DISCOVERY": "false",  # the bench registers its targets itself
