@@ -254,7 +254,8 @@ def _demand(
     quiet = 0
     for w in windows:
         series = w.targets.get(cfg.name)
-        got, lost, _ = samples_for(cfg, series, w, published)
+        # A backtest reads history once, long after CloudWatch settled it: every published minute is final.
+        got, lost, _ = samples_for(cfg, series, w, published, final_until=w.end)
         with_point = series.series["requests"].points if series is not None else {}
         for s in got:
             if s.timestamp in with_point:
