@@ -615,7 +615,19 @@ class ActService:
         except DeferredError as exc:
             outcome = Outcome(S.IN_FLIGHT, op.operation, f"could not check: {exc}", in_flight=op)
         except RejectedError as exc:
-            outcome = Outcome(S.FAILED, op.operation, f"AWS refused while checking: {exc}", error_code=exc.code)
+            # AWS accepted the change already; only reading it back was refused. Calling it FAILED would
+            # leave the audit saying FAILED while AWS has the capacity: keep it in flight and look again.
+            logger.warning(
+                "AWS refused checking a change it had accepted; checking again later",
+                extra={
+                    "target": cfg.name,
+                    "decision_id": op.decision_id,
+                    "action": op.operation,
+                    "error_code": exc.code,
+                },
+            )
+            run.summary.add("errors")
+            outcome = Outcome(S.IN_FLIGHT, op.operation, f"AWS refused while checking: {exc}", in_flight=op)
         if outcome.status is S.IN_FLIGHT:
             if outcome.in_flight != op:  # the type switch moved on a phase
                 state = self._update_state(cfg.name, lambda s: {"in_flight": outcome.in_flight, "updated_at": run.now})
