@@ -154,34 +154,27 @@ def table_statements(
     )
     attributes = target_item_attributes(function, config)
     if attributes:
-        statements.append(
-            iam.PolicyStatement(
-                sid="TargetItems",
-                actions=writes,
-                resources=[table_arn],
-                conditions={
-                    "ForAllValues:StringLike": {
-                        "dynamodb:LeadingKeys": [TARGET_PARTITION],
-                        "dynamodb:Attributes": attributes,
-                    }
-                },
-            )
-        )
+        # StringLike: the partition is `TARGET#<name>`, and sample attributes are patterns (`r??`).
+        statements.append(_item_writes("TargetItems", writes, table_arn, "StringLike", [TARGET_PARTITION], attributes))
     if function == "act":
         statements.append(
-            iam.PolicyStatement(
-                sid="ActWorkItems",
-                actions=writes,
-                resources=[table_arn],
-                conditions={
-                    "ForAllValues:StringEquals": {
-                        "dynamodb:LeadingKeys": list(ACT_PARTITIONS),
-                        "dynamodb:Attributes": list(ACT_ATTRIBUTES),
-                    }
-                },
-            )
+            _item_writes("ActWorkItems", writes, table_arn, "StringEquals", list(ACT_PARTITIONS), list(ACT_ATTRIBUTES))
         )
     return statements
+
+
+def _item_writes(
+    sid: str, writes: list[str], table_arn: str, operator: str, partitions: list[str], attributes: list[str]
+) -> iam.PolicyStatement:
+    """Item writes allowed only in `partitions` and only to `attributes` (every item of the request)."""
+    return iam.PolicyStatement(
+        sid=sid,
+        actions=writes,
+        resources=[table_arn],
+        conditions={
+            f"ForAllValues:{operator}": {"dynamodb:LeadingKeys": partitions, "dynamodb:Attributes": attributes}
+        },
+    )
 
 
 def put_events_statement(bus_arn: str) -> iam.PolicyStatement:
