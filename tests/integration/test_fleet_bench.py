@@ -14,7 +14,7 @@ from typing import Any
 import botocore.client
 import pytest
 
-from forescale.demo.fleet_bench import STAGES, FleetOptions, FleetRun, result_json, run_fleet
+from forescale.demo.fleet_bench import STAGES, FleetOptions, FleetRun, deployed_config, result_json, run_fleet
 from forescale.demo.fleet_report import write_report
 
 TARGETS = 5
@@ -57,7 +57,9 @@ def test_every_call_is_counted_once_by_stage(bench: tuple[FleetRun, Counter[str]
     for op, n in by_op.items():
         assert n <= seen[op], op
     # and the functions made the calls the deployed pipeline makes
-    assert run.stages["collect"].calls[("cloudwatch", "GetMetricData")] >= MINUTES
+    # collect reads each target every POLL_EVERY_MINUTES-th minute (the stack's setting), at a phase by name
+    poll = int(deployed_config(TARGETS).env["POLL_EVERY_MINUTES"])
+    assert run.stages["collect"].calls[("cloudwatch", "GetMetricData")] >= MINUTES // poll
     assert run.stages["plan"].write_units > 0
     assert sum(t.changes for t in run.stages.values()) <= sum(
         t.control_plane["lambda"] + t.control_plane["sagemaker"] + t.control_plane["application-autoscaling"]
@@ -84,7 +86,9 @@ def test_schedules_and_invocations_per_minute(bench: tuple[FleetRun, Counter[str
     assert stages["collect"]["invocations_per_min"] == 1.0
     assert stages["forecast"]["invocations_per_min"] == pytest.approx(1 / 5)
     assert stages["act"]["invocations_per_min"] >= 1.0
-    assert stages["plan"]["invocations_per_min"] >= 1.0  # at least one SamplesCollected a minute
+    # a SamplesCollected for every minute some target was read (each target every POLL_EVERY_MINUTES-th)
+    poll = int(deployed_config(TARGETS).env["POLL_EVERY_MINUTES"])
+    assert stages["plan"]["invocations_per_min"] >= 1.0 / poll
     for s in ("collect", "plan", "act"):
         assert stages[s]["cpu_mean_s"] > 0
     assert result["deployed"]["memory_mb"]["plan"] > 0 and result["deployed"]["timeout_s"]["act"] > 0
