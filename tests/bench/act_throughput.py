@@ -58,6 +58,34 @@ def report(phase: str, stamps: list[tuple[float, str]], fake_s: float, wall_s: f
     print(f"  outcomes:   {counts}")
 
 
+def pending_decision(store: Any, target: str, decided_at: int, capacity: int, previous: int) -> DecisionMadeDetail:
+    """Store a PENDING decision (demand 10 req/s per unit) and return the event plan would publish for it."""
+    record = DecisionRecord(
+        decision_id=DecisionRecord.id_for(target, decided_at),
+        target=target,
+        decided_at=decided_at,
+        capacity=capacity,
+        previous=previous,
+        recommended=capacity,
+        policy="predictive",
+        reason="bench",
+        demand_rps=float(capacity * 10),
+        mode=Mode.ACTIVE,
+        status=DecisionStatus.PENDING,
+    )
+    store.put_decision(record)
+    return DecisionMadeDetail(
+        decision_id=record.decision_id,
+        target=target,
+        decided_at=decided_at,
+        capacity=capacity,
+        previous=previous,
+        mode=Mode.ACTIVE,
+        reason="bench",
+        urgency=record.demand_rps * (capacity - previous) / capacity,
+    )
+
+
 def run_round(
     name: str,
     service: Any,
@@ -145,33 +173,7 @@ def main() -> int:
                         mode=Mode.ACTIVE,
                     )
                 )
-                capacity = 1 + i % 10
-                record = DecisionRecord(
-                    decision_id=DecisionRecord.id_for(name, decided_at),
-                    target=name,
-                    decided_at=decided_at,
-                    capacity=capacity,
-                    previous=0,
-                    recommended=capacity,
-                    policy="predictive",
-                    reason="bench",
-                    demand_rps=float(capacity * 10),
-                    mode=Mode.ACTIVE,
-                    status=DecisionStatus.PENDING,
-                )
-                store.put_decision(record)
-                details.append(
-                    DecisionMadeDetail(
-                        decision_id=record.decision_id,
-                        target=name,
-                        decided_at=decided_at,
-                        capacity=capacity,
-                        previous=0,
-                        mode=Mode.ACTIVE,
-                        reason="bench",
-                        urgency=float(capacity * 10),
-                    )
-                )
+                details.append(pending_decision(store, name, decided_at, 1 + i % 10, 0))
             print(f"act_throughput: set up {a.functions} functions, aliases, targets, decisions in "
                   f"{time.perf_counter() - t0:.1f} s wall")  # fmt: skip
 
@@ -201,28 +203,7 @@ def main() -> int:
             decided_2 = int(clock())
             details_2 = []
             for i, d in enumerate(details):
-                capacity = d.capacity + 1 + i % 3
-                record = DecisionRecord(
-                    decision_id=DecisionRecord.id_for(d.target, decided_2),
-                    target=d.target,
-                    decided_at=decided_2,
-                    capacity=capacity,
-                    previous=d.capacity,
-                    recommended=capacity,
-                    policy="predictive",
-                    reason="bench",
-                    demand_rps=float(capacity * 10),
-                    mode=Mode.ACTIVE,
-                    status=DecisionStatus.PENDING,
-                )
-                store.put_decision(record)
-                details_2.append(
-                    DecisionMadeDetail(
-                        decision_id=record.decision_id, target=d.target, decided_at=decided_2, capacity=capacity,
-                        previous=d.capacity, mode=Mode.ACTIVE, reason="bench",
-                        urgency=float(capacity * 10) * (capacity - d.capacity) / capacity,
-                    )
-                )  # fmt: skip
+                details_2.append(pending_decision(store, d.target, decided_2, d.capacity + 1 + i % 3, d.capacity))
             round2 = run_round(
                 "changes to confirmed targets", service, details_2, stamps, clock, a.timeout_s, a.functions
             )
