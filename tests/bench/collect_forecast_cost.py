@@ -32,49 +32,22 @@ from decimal import Decimal
 from typing import Any
 
 import boto3
+from collect_calls import targets  # the same fleet as the GetMetricData count beside this script
 from moto import mock_aws
 
 from forescale.adapters.cloudwatch import CloudWatchMetrics
 from forescale.adapters.events import RecordingPublisher
 from forescale.adapters.state import DynamoStateStore, InMemoryStateStore, _item, table_definition
+from forescale.demo.prices import DYNAMODB_READ, DYNAMODB_WRITE, GET_METRIC_DATA
 from forescale.domain.forecast import Forecast, SeriesHistory
-from forescale.domain.targets import TargetKind
 from forescale.runtime.collect import CollectService
 from forescale.runtime.forecast import ForecastService
-from forescale.runtime.models import DemandSampleDetail, InstanceTypeSpec, TargetConfig
+from forescale.runtime.models import DemandSampleDetail, TargetConfig
 
-MINUTES_PER_MONTH = 43_800  # 730 hours
-GET_METRIC_DATA_PER_1000 = 0.01
-WRITE_PER_MILLION = 0.625  # DynamoDB on-demand, us-east-1, after the Nov 2024 cut
-READ_PER_MILLION = 0.125
+# docs/running-cost.md prices a month as 730 hours; the fleet bench's table (forescale.demo.prices) as 30 days.
+MINUTES_PER_MONTH = 43_800
 START = 1_795_392_000  # 2026-11-23 00:00 UTC
 TABLE = "forescale-bench"
-
-
-def targets(n: int) -> list[TargetConfig]:
-    out = []
-    for i in range(n):
-        if i % 2:
-            out.append(
-                TargetConfig(
-                    name=f"ep{i:05d}/AllTraffic",
-                    kind=TargetKind.SAGEMAKER_INSTANCE_COUNT,
-                    endpoint_name=f"ep{i:05d}",
-                    variant_name="AllTraffic",
-                    catalog=(InstanceTypeSpec(name="ml.g5.xlarge", price_per_hour=1.4, capacity_rps=20),),
-                    min_capacity=1,
-                )
-            )
-        else:
-            out.append(
-                TargetConfig(
-                    name=f"fn{i:05d}:live",
-                    kind=TargetKind.LAMBDA_PROVISIONED,
-                    function_name=f"fn{i:05d}",
-                    qualifier="live",
-                )
-            )
-    return out
 
 
 def metrics_per_target_minute(fleet: Sequence[TargetConfig], poll: int, detail: int) -> float:
@@ -243,13 +216,13 @@ def main() -> None:
         ("after: every 5 min, detail hourly", 5, 60),
     ):
         per = metrics_per_target_minute(fleet, poll, detail)
-        price = per * MINUTES_PER_MONTH * GET_METRIC_DATA_PER_1000 / 1000
+        price = per * MINUTES_PER_MONTH * GET_METRIC_DATA.per_unit
         print(f"   {label:45s} {per:.3f} metrics/target-minute  ${price:.3f}/target-month")
 
     print(f"2. collect's sample writes, {args.write_targets} targets x 10 minutes on moto (units from item sizes)")
     for label, merge in (("before: UpdateItem per target-hour", False), ("after: merge_samples (batched)", True)):
         r = collect_writes(args.write_targets, merge)
-        price = (r["wcu"] * WRITE_PER_MILLION + r["rcu"] * READ_PER_MILLION) * MINUTES_PER_MONTH / 1e6
+        price = (r["wcu"] * DYNAMODB_WRITE.per_unit + r["rcu"] * DYNAMODB_READ.per_unit) * MINUTES_PER_MONTH
         ops = ", ".join(f"{k} {v:.3f}" for k, v in r["by_op"].items())  # type: ignore[attr-defined]
         print(
             f"   {label:38s} {r['calls']:.3f} calls/target-minute ({ops}); {r['wcu']:.2f} WCU + {r['rcu']:.2f} RCU "
