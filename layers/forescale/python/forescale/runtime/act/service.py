@@ -91,6 +91,13 @@ S = DecisionStatus
 STATE_WRITE_ATTEMPTS = 5
 SWEEP_DEPTH = 20  # decisions read per open target by the sweep: the newest is applied, older open ones superseded
 MESSAGE_MAX = 4000  # ActionResultDetail.message
+
+
+def _dated_in_future(record: DecisionRecord, now: int) -> bool:
+    """Decided later than `now` plus the clock skew events may have: forged or corrupt, never acted on."""
+    return record.decided_at > now + CLOCK_SKEW_S
+
+
 _FUTURE_DATED = (
     "the decision is dated in the future (more than the clock skew allowed): not applied, and it supersedes nothing"
 )
@@ -292,12 +299,12 @@ class ActService:
                 record, allowed, Outcome(S.FAILED, "none", f"target {record.target} is no longer registered"), run
             )
             return
-        if record.decided_at > now + CLOCK_SKEW_S:
+        if _dated_in_future(record, now):
             # Dated in the future (a forged or corrupt record): acting on it would also let it supersede
             # every real decision until that date.
             self._close(record, allowed, Outcome(S.FAILED, "none", _FUTURE_DATED), run)
             return
-        newest = [d for d in self.store.list_decisions(record.target, limit=3) if d.decided_at <= now + CLOCK_SKEW_S]
+        newest = [d for d in self.store.list_decisions(record.target, limit=3) if not _dated_in_future(d, now)]
         if newest and newest[0].decided_at > record.decided_at:
             self._supersede(record, allowed, newest[0], run)
             return
@@ -680,11 +687,11 @@ class ActService:
         if state.in_flight is not None and cfg.name not in run.polled:
             state, _ = self._poll(cfg, state, run)
         decisions = self.store.list_decisions(cfg.name, limit=SWEEP_DEPTH)
-        for future in [d for d in decisions if d.decided_at > run.now + CLOCK_SKEW_S]:
+        for future in [d for d in decisions if _dated_in_future(d, run.now)]:
             allowed = self._claimable(future, run.now)
             if allowed:
                 self._close(future, allowed, Outcome(S.FAILED, "none", _FUTURE_DATED), run)
-        decisions = [d for d in decisions if d.decided_at <= run.now + CLOCK_SKEW_S]
+        decisions = [d for d in decisions if not _dated_in_future(d, run.now)]
         candidate: Work | None = None
         if decisions:
             newest = decisions[0]
