@@ -104,4 +104,6 @@ def budget_left(missed: float, requests: float, slo: float) -> float:
     """Share of the window's error budget still unspent (negative when overspent; 1.0 with no requests)."""
     if requests <= 0:
         return 1.0
-    return 1.0 - missed / (slo * requests)
+    # Divide by `requests` first: slo × a subnormal request count underflows to 0. A step cannot
+    # miss more requests than it had, so the share is at most 1 and the result stays finite.
+    return 1.0 - min(1.0, missed / requests) / slo
