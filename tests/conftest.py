@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import settings
+
+from tests import tiers
 
 if TYPE_CHECKING:
     from forescale.domain.ratelimit import ManualClock
@@ -17,6 +20,40 @@ SHARED = REPO.parent / "shared"
 TRACES = SHARED / "traces"
 BENCH = SHARED / "bench"
 EVENTS = REPO / "events"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--tier",
+        choices=tiers.TIERS,
+        default="fast",
+        help="fast (default): every module, property tests at a tenth of their examples, long suites by a "
+        "representative case; slow: the long suites and full property runs; all: both",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    tier = config.getoption("--tier")
+    tiers.select(tier)
+    # Property tests that do not set their own count draw hypothesis's default (100) scaled the same way.
+    settings.register_profile("forescale-tier", max_examples=tiers.examples(100))
+    settings.load_profile("forescale-tier")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tier = config.getoption("--tier")
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        if REPO / "tests" / "infra" in Path(str(item.path)).parents:
+            # One worker synthesises the stacks once (session fixtures are per xdist worker).
+            item.add_marker(pytest.mark.xdist_group("infra"))
+        property_test = bool(getattr(getattr(item, "obj", None), "is_hypothesis_test", False))
+        slow = item.get_closest_marker("slow") is not None
+        (keep if tiers.in_tier(tier, slow=slow, property_test=property_test) else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 def shared_or_skip() -> Path:

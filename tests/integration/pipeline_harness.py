@@ -650,6 +650,19 @@ class Reference:
     calls: int
     final: dict[str, int]
 
+    def case(self, case_id: str) -> Case:
+        """The case with this id (tests are parametrized by id, so the fast tier need not record)."""
+        for c in self.cases:
+            if c.id == case_id:
+                return c
+        raise LookupError(f"no fault case {case_id!r} in the recorded cycle (a call site changed?)")
+
+    def site(self, site_id: str) -> CallSite:
+        for c in self.cases:
+            if c.site.id == site_id:
+                return c.site
+        raise LookupError(f"no call site {site_id!r} in the recorded cycle (a call site changed?)")
+
 
 _reference: list[Reference] = []
 

@@ -27,7 +27,6 @@ from typing import Any
 import pytest
 
 from tests.integration.pipeline_harness import (
-    Case,
     Fault,
     Interceptor,
     Pipeline,
@@ -36,8 +35,17 @@ from tests.integration.pipeline_harness import (
     pipeline,
     reference,
 )
+from tests.tiers import long_suite_params
 
-pytestmark = pytest.mark.slow
+# The fast tier runs these cases (one per function, every kind of fault); `--tier slow` runs the rest.
+FAST_CASES = (
+    "collect:cloudwatch.GetMetricData-throttling",
+    "forecast:dynamodb.Query-5xx",
+    "plan:dynamodb.PutItem[PK=TARGET,SK=DECISION]-condition",
+    "plan:events.PutEvents-timeout",
+    "act:lambda.PutProvisionedConcurrencyConfig-access-denied",
+    "act:sagemaker.UpdateEndpointWeightsAndCapacities-throttling",
+)
 
 # Metrics that say something went wrong (counts > 0 make a failure visible on a dashboard/alarm).
 ERROR_METRICS = frozenset(
@@ -65,9 +73,9 @@ ERROR_METRICS = frozenset(
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "case" in metafunc.fixturenames:
-        cases = reference().cases
-        metafunc.parametrize("case", cases, ids=[c.id for c in cases])
+    if "case_id" in metafunc.fixturenames:
+        tier = metafunc.config.getoption("--tier")
+        metafunc.parametrize("case_id", long_suite_params(tier, FAST_CASES, lambda: [c.id for c in reference().cases]))
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +100,11 @@ def test_the_matrix_covers_every_function_that_calls_aws() -> None:
 
 
 def test_a_fault_at_any_call_loses_nothing_doubles_nothing_and_is_visible(
-    moto_and_interceptor: tuple[Any, Interceptor], case: Case
+    moto_and_interceptor: tuple[Any, Interceptor], case_id: str
 ) -> None:
     mock, interceptor = moto_and_interceptor
     ref = reference()
+    case = ref.case(case_id)
     with pipeline(mock, interceptor) as p:
         p.break_cycle(case.site, case.fault)
         logged, counted, seen = _visible(p, case.fault)

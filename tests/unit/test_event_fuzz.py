@@ -33,8 +33,9 @@ from forescale.runtime import lambda_support
 from forescale.runtime.events import MAX_EVENT_BYTES, MODELS, EventError, parse_event
 from forescale.runtime.models import DETAIL_TYPES, DecisionStatus, Mode
 from forescale.runtime.observability import logger, metrics
+from tests.tiers import examples
 
-FUZZ = settings(max_examples=2500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=examples(2500), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 EXAMPLES = {p.name: json.loads(p.read_text()) for p in sorted(EVENTS.glob("*.json"))}

@@ -32,9 +32,10 @@ from forescale.domain.guardrails import (
 from forescale.domain.policies import size_for_rate
 from forescale.domain.sizing import MAX_LAMBDA_CONCURRENCY
 from forescale.domain.targets import InstanceType, Target, TargetKind
+from tests.tiers import examples
 
 NOW = 1_000_000
-EXAMPLES = settings(max_examples=1000, deadline=None)
+EXAMPLES = settings(max_examples=examples(1000), deadline=None)
 
 # AWS takes capacities as int32, and so does the chain (Proposal's default ceiling): configured and current
 # capacities stay within it, mostly small. Recommendations may be anything a sizing of a huge demand gives.

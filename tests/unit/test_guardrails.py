@@ -31,6 +31,7 @@ from forescale.domain.guardrails import (
     scale_out_per_step,
     stabilisation_window,
 )
+from tests.tiers import examples
 
 NOW = 10_000
 NAMES = {
@@ -564,7 +565,7 @@ def context_st(draw) -> GuardrailContext:
     )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(recommended=st.integers(0, 1500), c=context_st())
 def test_given_any_settings_and_context_when_chained_then_every_hard_limit_holds(
     recommended: int, c: GuardrailContext

@@ -23,6 +23,7 @@ from forescale.domain.guardrails import LAMBDA_MIN_UNRESERVED, AccountHeadroom, 
 from forescale.domain.planner import Planner, StepInput
 from forescale.domain.policies import POLICY_NAMES, make_policy
 from forescale.domain.targets import InstanceType, Target, TargetKind
+from tests.tiers import examples
 
 STEP = 60
 FN = Target("fn", TargetKind.LAMBDA_PROVISIONED, duration_s=0.3, min_capacity=2, max_capacity=400)
@@ -39,7 +40,7 @@ rates = st.lists(
 )
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(
     demand=rates,
     policy=st.sampled_from(POLICY_NAMES),
@@ -240,7 +241,7 @@ class Promises:
         assert d.reason
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(run=runs())
 def test_given_arbitrary_forecasts_histories_and_settings_when_planning_then_every_decision_keeps_the_five_promises(
     run: Run,

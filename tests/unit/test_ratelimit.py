@@ -23,6 +23,7 @@ from forescale.domain.ratelimit import (
     classify,
     max_in_window,
 )
+from tests.tiers import examples
 
 
 @pytest.fixture(autouse=True)
@@ -89,7 +90,7 @@ def test_acquire_sleeps_on_the_injected_clock_and_counts_the_wait() -> None:
     assert bucket.waited_s == pytest.approx(slept)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     rate=st.floats(min_value=1.0, max_value=40.0),
     pauses=st.lists(st.floats(min_value=0.0, max_value=0.3), min_size=20, max_size=120),

@@ -23,8 +23,9 @@ from forescale.domain.sizing import (
     type_switch_pays,
 )
 from forescale.domain.targets import InstanceType
+from tests.tiers import examples
 
-PROPERTY = settings(max_examples=300, deadline=None)
+PROPERTY = settings(max_examples=examples(300), deadline=None)
 
 
 def erlang_b_direct(servers: int, load: float) -> float:

@@ -27,8 +27,9 @@ from forescale.replay.trace import (
     sidecar_path,
     write_trace,
 )
+from tests.tiers import examples
 
-FUZZ = settings(max_examples=2500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=examples(2500), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 STEP = 60
 NAMES = ("a", "b", "c")

@@ -19,6 +19,7 @@ from forescale.replay.trace import (
     sidecar_path,
     write_trace,
 )
+from tests.tiers import examples
 
 FN = {"kind": "lambda", "duration_ms": 120, "memory_mb": 1024}
 GPU = {
@@ -404,7 +405,7 @@ def test_gap_flags_mark_exactly_the_steps_starting_inside_a_gap(
     assert [i for i, f in enumerate(flags) if f] == flagged
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     start=st.integers(-(10**6), 10**9),
     step_s=st.integers(1, 3600),
@@ -440,7 +441,7 @@ def test_truncated_keeps_only_steps_starting_before_end(end: int, kept: int) -> 
     assert (cut.step_s, cut.start, cut.gaps) == (t.step_s, t.start, t.gaps)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(steps=st.integers(0, 40), step_s=st.integers(1, 3600), end_offset=st.integers(-(10**5), 10**6))
 def test_truncated_keeps_exactly_the_steps_before_end(steps: int, step_s: int, end_offset: int) -> None:
     t = trace(steps=steps, step_s=step_s)
