@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from forescale.domain.forecast import Forecast, SeriesHistory
+from forescale.forecasting.model_choice import batch_forecast
+from forescale.forecasting.preparation import Prepared
 from forescale.forecasting.statsforecast_adapter import INTERMITTENT, StatsForecastAdapter
 
 DAY = 86_400
@@ -220,14 +222,14 @@ def test_a_failing_model_batch_falls_back_to_seasonal_naive(
     seasonal: tuple[SeriesHistory, Forecast], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     history, _ = seasonal
-    real = StatsForecastAdapter._batch_forecast
 
-    def flaky(self: StatsForecastAdapter, key: tuple[str, int, bool, str | None], members: list[object]) -> object:
+    def flaky(key: tuple[str, int, bool, str | None], members: list[Prepared]) -> dict[str, np.ndarray]:
         if key[0] != "SeasonalNaive":
             raise RuntimeError("boom")
-        return real(self, key, members)  # type: ignore[arg-type]
+        return batch_forecast(key, members)
 
-    monkeypatch.setattr(StatsForecastAdapter, "_batch_forecast", flaky)
+    # patched where the adapter looks it up
+    monkeypatch.setattr("forescale.forecasting.statsforecast_adapter.batch_forecast", flaky)
     fc = StatsForecastAdapter().forecast([history], DAY)["web"]
     assert fc.model == "SeasonalNaive"
     assert fc.mase is None  # the selection's MASE belongs to the model that failed
