@@ -82,7 +82,7 @@ def test_assets_are_staged_without_building_anything(synthesis: Synthesis) -> No
     assert size < 5_000_000, f"docker build context is {size} bytes: check .dockerignore"
 
 
-@pytest.mark.slow
+# Not slow: the session's `synthesis` fixture starts this CLI run in the background anyway, in every tier.
 def test_real_cdk_cli_synthesises_offline_without_credentials(cli_synth: CliRun, synthesis: Synthesis) -> None:
     """`cdk synth` through the pinned npm CLI (cdk.json's app command), no AWS_* variables, a fake HOME,
     a docker that fails if called. It runs cdk-nag as a validation plugin, so exit 0 also means zero
