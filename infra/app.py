@@ -11,11 +11,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from aws_cdk import App
+from forescale_infra.jsii_node import use_pinned_node
 
-from forescale_infra.config import ConfigError, InfraConfig
-from forescale_infra.nag import add_aws_solutions_checks
-from forescale_infra.stack import ForescaleStack
+use_pinned_node()  # before aws_cdk is imported: the import starts jsii's Node process
+
+from aws_cdk import App  # noqa: E402
+
+from forescale_infra.config import ConfigError, InfraConfig  # noqa: E402
+from forescale_infra.nag import add_aws_solutions_checks  # noqa: E402
+from forescale_infra.stack import ForescaleStack  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

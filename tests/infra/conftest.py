@@ -25,6 +25,10 @@ INFRA = REPO / "infra"
 if str(INFRA) not in sys.path:
     sys.path.insert(0, str(INFRA))
 
+from forescale_infra.jsii_node import use_pinned_node  # noqa: E402
+
+use_pinned_node()  # the in-process synth runs jsii on the same Node as `cdk synth` (infra/app.py)
+
 CDK_BIN = REPO / "node_modules" / ".bin" / "cdk"
 
 FLEET_CONFIG: dict[str, Any] = {
@@ -107,7 +111,8 @@ def cli_synth(tmp_path_factory: pytest.TempPathFactory) -> CliRun:
         return CliRun(None, outdir, log, time.monotonic(), "node is not installed")
     home = work / "home"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    # JSII_NODE too: infra/app.py must choose the Node itself, as it does for a user.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "JSII_NODE"}
     env.update(
         HOME=str(home),
         PATH=f"{work}{os.pathsep}{env.get('PATH', '')}",
@@ -115,7 +120,9 @@ def cli_synth(tmp_path_factory: pytest.TempPathFactory) -> CliRun:
         AWS_EC2_METADATA_DISABLED="true",  # never probe an instance-metadata endpoint for credentials
         CDK_DISABLE_VERSION_CHECK="1",
     )
-    command = [str(CDK_BIN), "synth", "--output", str(outdir), "--quiet", "--no-notices"]
+    # As the README runs it (no --quiet), so the test sees everything a user would; only the output
+    # folder differs.
+    command = [str(CDK_BIN), "synth", "--output", str(outdir)]
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     return CliRun(process, outdir, log, time.monotonic())
 
