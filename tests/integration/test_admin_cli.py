@@ -20,15 +20,27 @@ from moto import mock_aws
 
 from forescale.adapters.state import DynamoStateStore, table_definition
 from forescale.cli import main
+from forescale.local.environment import create_stand_in_function
 from forescale.runtime.models import Mode, TargetConfig
+
+
+ROLE = "arn:aws:iam::123456789012:role/fn"
 
 
 @pytest.fixture
 def store(moto_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoStateStore]:
+    """The table, and the user's functions the tests register: `checkout` (alias `live`) and `x`, tagged
+    forescale:managed=true, 512 MB; `untagged` (alias `live`) without the tag."""
     monkeypatch.setenv("FORESCALE_TABLE", "forescale")
     with mock_aws():
         db = boto3.client("dynamodb", region_name="us-east-1")
         db.create_table(**table_definition("forescale"))
+        boto3.client("iam", region_name="us-east-1").create_role(RoleName="fn", AssumeRolePolicyDocument="{}")
+        lam = boto3.client("lambda", region_name="us-east-1")
+        managed = {"forescale:managed": "true"}
+        create_stand_in_function(lam, "checkout", ROLE, memory_mb=512, tags=managed)
+        create_stand_in_function(lam, "x", ROLE, alias=None, memory_mb=512, tags=managed)
+        create_stand_in_function(lam, "untagged", ROLE)
         yield DynamoStateStore(db, "forescale")
 
 
@@ -50,19 +62,24 @@ def test_given_a_new_lambda_target_then_it_is_registered_in_dry_run_and_listed(
             "2",
             "--max",
             "50",
+            "--duration-s",
+            "0.2",
         ]
     )
     assert rc == 0
     cfg = store.get_target("checkout")
     assert cfg is not None and cfg.mode is Mode.DRY_RUN and (cfg.min_capacity, cfg.max_capacity) == (2, 50)
+    capsys.readouterr()
     assert main(["targets", "list"]) == 0
-    assert "checkout\tlambda-provisioned\tlambda:checkout:live\tdry-run" in capsys.readouterr().out
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split() == ["NAME", "KIND", "RESOURCE", "MODE", "MIN", "MAX", "VERSION"]
+    assert row.split() == ["checkout", "lambda-provisioned", "lambda:checkout:live", "dry-run", "2", "50", "v1"]
 
 
 def test_given_set_mode_active_then_the_version_moves_and_show_prints_it(
     store: DynamoStateStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    main(["targets", "add", "checkout", "--kind", "lambda-reserved", "--function-name", "checkout"])
+    main(["targets", "add", "checkout", "--kind", "lambda-reserved", "--function-name", "checkout", "--duration-s", "1"])
     assert main(["targets", "set-mode", "checkout", "active"]) == 0
     cfg = store.get_target("checkout")
     assert cfg is not None and cfg.mode is Mode.ACTIVE and cfg.version == 2
@@ -97,6 +114,7 @@ def test_given_a_bad_target_then_exit_2_with_the_reason_and_nothing_stored(
 
 
 def test_given_a_sagemaker_target_with_a_catalog_file(store: DynamoStateStore, tmp_path: Path) -> None:
+    tagged_endpoint("ml.g4dn.xlarge=0.736/40")
     catalog = tmp_path / "catalog.json"
     catalog.write_text(
         json.dumps(
@@ -133,8 +151,8 @@ def test_given_a_sagemaker_target_with_a_catalog_file(store: DynamoStateStore, t
 def test_given_a_duplicate_or_unknown_target_then_exit_2(
     store: DynamoStateStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    main(["targets", "add", "x", "--kind", "lambda-reserved", "--function-name", "x"])
-    assert main(["targets", "add", "x", "--kind", "lambda-reserved", "--function-name", "x"]) == 2
+    main(["targets", "add", "x", "--kind", "lambda-reserved", "--function-name", "x", "--duration-s", "1"])
+    assert main(["targets", "add", "x", "--kind", "lambda-reserved", "--function-name", "x", "--duration-s", "1"]) == 2
     assert main(["targets", "remove", "ghost"]) == 2
     assert main(["targets", "set-mode", "ghost", "active"]) == 2
     assert "unknown target 'ghost'" in capsys.readouterr().err
@@ -150,7 +168,7 @@ def test_given_pause_then_the_kill_switch_is_set_and_resume_clears_it(store: Dyn
 def test_given_remove_then_config_goes_and_decisions_stay(store: DynamoStateStore) -> None:
     from forescale.runtime.models import DecisionRecord, DecisionStatus
 
-    main(["targets", "add", "x", "--kind", "lambda-reserved", "--function-name", "x"])
+    main(["targets", "add", "x", "--kind", "lambda-reserved", "--function-name", "x", "--duration-s", "1"])
     store.put_decision(
         DecisionRecord(
             decision_id="x@60",
@@ -171,7 +189,7 @@ def test_given_remove_then_config_goes_and_decisions_stay(store: DynamoStateStor
 
 # ---------------------------------------------------------------- issue 15: poisoned configs
 
-LAMBDA = ["--kind", "lambda-provisioned", "--function-name", "checkout", "--qualifier", "live"]
+LAMBDA = ["--kind", "lambda-provisioned", "--function-name", "checkout", "--qualifier", "live", "--duration-s", "0.2"]
 
 
 @pytest.mark.parametrize(
@@ -271,8 +289,8 @@ def test_given_a_stored_config_that_no_longer_validates_then_list_show_and_remov
 
     assert main(["targets", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("checkout\tlambda-provisioned")
-    assert lines[1].startswith("poisoned\tINVALID\t") and "duration_s" in lines[1]
+    assert lines[1].split()[:2] == ["checkout", "lambda-provisioned"]
+    assert lines[2].startswith("poisoned  INVALID  ") and "duration_s" in lines[2]
 
     assert main(["targets", "show", "poisoned"]) == 0
     shown = json.loads(capsys.readouterr().out)
