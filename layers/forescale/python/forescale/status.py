@@ -10,6 +10,8 @@ rule that holds:
 
 - INVALID: its stored config no longer validates; forescale skips it (`targets remove` it, or add it again).
 - PAUSED: the kill switch is set (`forescale pause`): act applies nothing, decisions are recorded only.
+- FAILING: AWS refused the plan: the newest decision FAILED, or act is backing off a refused change
+  (the ERRORS column and the lines under the table say what AWS answered).
 - FALLBACK: forescale decides without its inputs. No demand sample in the last `SAMPLES_STALE_S`
   (collect reads each target every 5th minute; the planner then holds capacity and never scales in on
   missing data), or, for the predictive policy, no forecast yet or one issued more than
@@ -33,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from forescale.adapters.state import StateStore
+from forescale.domain.policies import size_for_rate
 from forescale.domain.sizing import erlang_b, lambda_concurrency_for, offered_load, sagemaker_instances
 from forescale.runtime.models import AppliedState, DecisionRecord, DecisionStatus, Mode, TargetConfig
 
@@ -43,7 +46,7 @@ SAMPLES_LOOKBACK_S = 3 * 3600  # how far back `last collect` looks (one batched 
 ERRORS_WINDOW_S = DAY_S  # FAILED decisions this recent are listed as errors
 DECISIONS_READ = 20  # newest decisions read per target for status
 OPEN = frozenset({DecisionStatus.PENDING, DecisionStatus.APPLYING, DecisionStatus.DEFERRED, DecisionStatus.IN_FLIGHT})
-STATES = ("INVALID", "PAUSED", "FALLBACK", "ACTIVE", "READY")
+STATES = ("INVALID", "PAUSED", "FAILING", "FALLBACK", "ACTIVE", "READY")
 _BUDGET_LEFT = re.compile(r"(-?\d+)% of the budget left")
 _BUDGET_OVER = re.compile(r"budget overspent by (\d+)%")
 
@@ -146,8 +149,17 @@ def classify(
     """(STATE, why) by the rules of the module docstring (for a target whose config validates)."""
     if paused:
         return "PAUSED", "the kill switch is set: act applies nothing until `forescale resume`"
+    if state.backoff is not None and state.backoff.until > at:
+        b = state.backoff
+        return "FAILING", f"AWS refused {b.operation} ({b.error_code}); act retries after {_when(b.until)}"
+    if newest is not None and newest.status is DecisionStatus.FAILED:
+        return "FAILING", f"the newest decision ({newest.previous} -> {newest.capacity}) FAILED"
     if last_sample_at is None or at - last_sample_at > SAMPLES_STALE_S:
-        seen = "no demand sample yet" if last_sample_at is None else f"no demand sample since {_when(last_sample_at)}"
+        seen = (
+            f"no demand sample in the last {SAMPLES_LOOKBACK_S // 3600} h"
+            if last_sample_at is None
+            else f"no demand sample since {_when(last_sample_at)}"
+        )
         return "FALLBACK", f"{seen}: capacity is held, never scaled in on missing data"
     if cfg.policy == "predictive":
         if forecast_issued_at is None:
@@ -183,10 +195,11 @@ def _last_sample(rates: Sequence[float | None], start: int, step_s: int) -> int 
     return None
 
 
-def read_status(store: StateStore, aws: AwsRead | None, at: int) -> StatusReport:
-    """Every registered target's status as of `at` (epoch s); `aws` None: capacity is not read from AWS."""
+def read_status(store: StateStore, aws: AwsRead | None, at: int, only: str | None = None) -> StatusReport:
+    """Every registered target's status (or only the one named) as of `at` (epoch s); `aws` None: capacity
+    is not read from AWS."""
     paused, pause_reason = store.get_paused()
-    records = store.target_records()
+    records = [r for r in store.target_records() if only is None or r.name == only]
     valid = [r.config for r in records if r.config is not None]
     names = [c.name for c in valid]
     inputs = store.plan_inputs(names) if names else {}
@@ -279,14 +292,11 @@ class UnknownTargetError(LookupError):
 
 def read_explanation(store: StateStore, aws: AwsRead | None, name: str, at: int) -> Explanation:
     """Everything behind one target's capacity as of `at`; UnknownTargetError if it is not registered."""
-    report = read_status(store, aws, at)
-    row = next((t for t in report.targets if t.name == name), None)
-    if row is None:
-        raise UnknownTargetError(name, [t.name for t in report.targets])
     record = store.target_record(name)
     cfg = record.config if record is not None else None
-    if cfg is None:
-        raise UnknownTargetError(name, [t.name for t in report.targets if t.state != "INVALID"])
+    if cfg is None:  # not registered, or its stored config is invalid (`targets list` shows why)
+        raise UnknownTargetError(name, [c.name for c in store.list_targets()])
+    (row,) = read_status(store, aws, at, only=name).targets
     lead_s = cfg.to_target().lead_times.up_s
     from forescale.runtime.plan import STEP_S
 
@@ -295,8 +305,8 @@ def read_explanation(store: StateStore, aws: AwsRead | None, name: str, at: int)
     if forecast is not None:
         start, end = at, at + lead_s + STEP_S
         peaks = {}
-        for q, path in sorted(forecast.quantiles.items()):
-            values = [path[i] for i in range(len(path)) if start <= forecast.start + i * forecast.step_s < end]
+        for q in sorted(forecast.quantiles):
+            values = [v for ts in range(start, end, STEP_S) if (v := forecast.rate_at(ts, q)) is not None]
             if values:
                 peaks[q] = max(values)
         window = ForecastWindow(forecast.model, forecast.issued_at, start, end, peaks, forecast.covers(at))
@@ -364,7 +374,7 @@ def _span(seconds: int) -> str:
 def _budget(left: float | None) -> str:
     if left is None:
         return "-"
-    return f"{left:.0%}" if left >= 0 else f"over {-left:.0%}"
+    return f"{left:.0%}"  # negative: overspent
 
 
 def _aws(c: AwsCapacity | None) -> str:
@@ -507,7 +517,11 @@ def format_explanation(e: Explanation) -> str:
     else:
         lines += ["", f"Sizing: the last decision sized for {d.demand_rps:.4g} req/s:"]
         lines += ["  " + s for s in sizing_lines(cfg, d.demand_rps, d.instance_type)]
-        lines.append(f"  The policy recommended {d.recommended}.")
+        sized = size_for_rate(cfg.to_target(), d.demand_rps, d.instance_type)
+        lines.append(
+            f"  The policy recommended {d.recommended}."
+            + (f" (not {sized}: its reason below says what held or raised it)" if sized != d.recommended else "")
+        )
         if d.shaped_by:
             lines.append(f"Guardrails: {', '.join(d.shaped_by)} changed it from {d.recommended} to {d.capacity}.")
         else:
