@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -278,7 +279,7 @@ def mean_duration_s(cloudwatch: Any, function: str, now: float) -> float | None:
         MetricName="Duration",
         Dimensions=[{"Name": "FunctionName", "Value": function}],
         StartTime=int(now) - DURATION_LOOKBACK_DAYS * 86_400,
-        EndTime=int(now),
+        EndTime=math.ceil(now),
         Period=86_400,
         Statistics=["Average", "SampleCount"],
     )

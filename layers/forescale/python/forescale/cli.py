@@ -11,6 +11,7 @@
         [--days 14] [--out out/backtest] [--region R]       # forescale vs target tracking on real history
     forescale targets add|list|show|remove|set-mode|discover ...   # see forescale.admin
     forescale pause --reason TEXT | forescale resume                 # the kill switch
+    forescale status [--output json] | forescale explain TARGET      # what forescale is doing, and why
 
 Exit codes: 0 success, 2 bad input (the message names the file and line, or the bad option).
 """

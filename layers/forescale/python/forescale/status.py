@@ -295,7 +295,7 @@ def read_explanation(store: StateStore, aws: AwsRead | None, name: str, at: int)
     record = store.target_record(name)
     cfg = record.config if record is not None else None
     if cfg is None:  # not registered, or its stored config is invalid (`targets list` shows why)
-        raise UnknownTargetError(name, [c.name for c in store.list_targets()])
+        raise UnknownTargetError(name, [r.name for r in store.target_records() if r.config is not None])
     (row,) = read_status(store, aws, at, only=name).targets
     lead_s = cfg.to_target().lead_times.up_s
     from forescale.runtime.plan import STEP_S
