@@ -144,7 +144,7 @@ def test_explain_gives_the_numbers_behind_the_capacity(
     load = newest.demand_rps * cfg.duration_s
     assert f"= {load:.4g} busy environments" in out
     assert f"is {lambda_concurrency_for(load, cfg.slo_miss)} (spill" in out
-    assert f"The policy recommended {newest.recommended}." in out
+    assert f"The policy recommended {newest.recommended}" in out
     assert f"{newest.previous} -> {newest.capacity} reserved concurrency, {newest.status.value}" in out
     assert newest.reason[:60] in out
     assert "Planner: wants " in out and "Errors: none." in out

@@ -121,7 +121,13 @@ def add_parsers(sub: Any) -> None:
         p.add_argument("--reason", default="", required=cmd == "pause", help="why (kept in the table with the switch)")
 
     at_help = "judge ages as of this time, ISO 8601 UTC or epoch seconds (default: env FORESCALE_NOW, else now)"
-    st = sub.add_parser("status", help="each target's state, capacity in AWS, last decision, budget and errors")
+    st = sub.add_parser(
+        "status",
+        help="each target's state, capacity in AWS, last decision, budget and errors",
+        description="STATE is the first that holds: INVALID (stored config invalid), PAUSED (kill switch), "
+        "FAILING (AWS refused the plan), FALLBACK (no recent samples, or no or a stale forecast), "
+        "ACTIVE (a change under way), READY (the plan is in effect).",
+    )
     _add_connection_options(st)
     st.add_argument("--output", choices=("table", "json"), default="table", help="table (default) or json")
     st.add_argument("--no-aws", action="store_true", help="read the table only, not the capacity in AWS")
@@ -224,44 +230,43 @@ class Resource:
         return f"aws sagemaker add-tags --resource-arn {self.arn} --tags Key={MANAGED_TAG},Value=true"
 
 
-def _aws_code(exc: Exception) -> str:
+def _found(call: Callable[[], Any], missing_code: str, missing: str) -> Any:
+    """`call()`'s answer; AdminError(`missing`) when AWS answers `missing_code` (any other error propagates)."""
     from botocore.exceptions import ClientError
 
-    return str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else ""
+    try:
+        return call()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != missing_code:
+            raise
+        raise AdminError(missing) from None
 
 
 def find_resource(cfg: TargetConfig, clients: Clients, region: str) -> Resource:
     """The target's function (and alias or version) or endpoint (and variant), read from AWS; AdminError
     naming what is missing."""
-    from botocore.exceptions import ClientError
-
     if cfg.kind.is_lambda:
         lam = clients("lambda")
-        try:
-            fn = lam.get_function(FunctionName=cfg.function_name)
-        except ClientError as exc:
-            if _aws_code(exc) != "ResourceNotFoundException":
-                raise
-            raise AdminError(f"target {cfg.name}: no Lambda function {cfg.function_name!r} in {region}") from None
+        fn = _found(
+            lambda: lam.get_function(FunctionName=cfg.function_name),
+            "ResourceNotFoundException",
+            f"target {cfg.name}: no Lambda function {cfg.function_name!r} in {region}",
+        )
         if cfg.qualifier:
-            try:
-                lam.get_function_configuration(FunctionName=cfg.function_name, Qualifier=cfg.qualifier)
-            except ClientError as exc:
-                if _aws_code(exc) != "ResourceNotFoundException":
-                    raise
-                raise AdminError(
-                    f"target {cfg.name}: function {cfg.function_name} has no alias or version {cfg.qualifier!r}"
-                ) from None
+            _found(
+                lambda: lam.get_function_configuration(FunctionName=cfg.function_name, Qualifier=cfg.qualifier),
+                "ResourceNotFoundException",
+                f"target {cfg.name}: function {cfg.function_name} has no alias or version {cfg.qualifier!r}",
+            )
         conf = fn["Configuration"]
         tags = fn.get("Tags") or {}
         return Resource(conf["FunctionArn"], tags.get(MANAGED_TAG) == "true", int(conf.get("MemorySize", 128)))
     sm = clients("sagemaker")
-    try:
-        ep = sm.describe_endpoint(EndpointName=cfg.endpoint_name)
-    except ClientError as exc:
-        if _aws_code(exc) != "ValidationException":
-            raise
-        raise AdminError(f"target {cfg.name}: no SageMaker endpoint {cfg.endpoint_name!r} in {region}") from None
+    ep = _found(
+        lambda: sm.describe_endpoint(EndpointName=cfg.endpoint_name),
+        "ValidationException",  # SageMaker's answer for an endpoint that does not exist
+        f"target {cfg.name}: no SageMaker endpoint {cfg.endpoint_name!r} in {region}",
+    )
     variants = [v["VariantName"] for v in ep.get("ProductionVariants", [])]
     if cfg.variant_name not in variants:
         raise AdminError(

@@ -49,14 +49,19 @@ def _param(text: str) -> tuple[str, float | int | bool]:
 
 
 def check_out_folder(path: Path) -> None:
-    """`--out FOLDER`: created now, so that a path that cannot be a folder fails before any work runs."""
+    """`--out FOLDER`: a path that cannot be a writable folder fails before any work runs. Folders it has
+    to create are created to be sure they can be, then removed: a run that fails early leaves nothing."""
     if path.exists() and not path.is_dir():
         raise ValueError(f"--out {path} is a file; it must be a folder (new or existing) for the report")
+    missing = [p for p in (path, *path.parents) if not p.exists()]
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ValueError(f"--out {path}: cannot create this folder ({exc.strerror or exc})") from None
-    if not os.access(path, os.W_OK):
+    writable = os.access(path, os.W_OK)
+    for made in missing:  # deepest first
+        made.rmdir()
+    if not writable:
         raise ValueError(f"--out {path}: this folder is not writable")
 
 

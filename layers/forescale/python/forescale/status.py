@@ -518,10 +518,8 @@ def format_explanation(e: Explanation) -> str:
         lines += ["", f"Sizing: the last decision sized for {d.demand_rps:.4g} req/s:"]
         lines += ["  " + s for s in sizing_lines(cfg, d.demand_rps, d.instance_type)]
         sized = size_for_rate(cfg.to_target(), d.demand_rps, d.instance_type)
-        lines.append(
-            f"  The policy recommended {d.recommended}."
-            + (f" (not {sized}: its reason below says what held or raised it)" if sized != d.recommended else "")
-        )
+        held = f", not {sized}: its reason below says what held or raised it" if sized != d.recommended else ""
+        lines.append(f"  The policy recommended {d.recommended}{held}.")
         if d.shaped_by:
             lines.append(f"Guardrails: {', '.join(d.shaped_by)} changed it from {d.recommended} to {d.capacity}.")
         else:
