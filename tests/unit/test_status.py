@@ -101,3 +101,26 @@ def test_classify(kwargs: dict[str, object], state: str, why: str) -> None:
 )
 def test_budget_left_from_reason(reason: str, left: float | None) -> None:
     assert budget_left_from_reason(reason) == left
+
+
+def test_status_of_an_empty_table_says_so_under_the_header() -> None:
+    from forescale.adapters.state import InMemoryStateStore
+    from forescale.status import format_status, read_status, status_json
+
+    report = read_status(InMemoryStateStore(), None, AT)
+    assert format_status(report, "t").splitlines()[1:] == [
+        "no targets registered: add one with `forescale targets add` (or `targets discover --apply`)"
+    ]
+    assert '"targets": []' in status_json(report)
+
+
+def test_a_dry_run_target_without_aws_reads_is_listed_with_dashes() -> None:
+    from forescale.adapters.state import InMemoryStateStore
+    from forescale.status import COLUMNS, read_status, status_rows
+
+    store = InMemoryStateStore()
+    store.put_target(cfg(Mode.DRY_RUN, policy="reactive"))
+    (row,) = status_rows(read_status(store, None, AT))
+    cells = dict(zip(COLUMNS, row, strict=True))
+    assert cells["STATE"] == "FALLBACK" and cells["IN AWS"] == "-" and cells["LAST DECISION"] == "none yet"
+    assert cells["FORECAST"] == "not used" and cells["COLLECTED"] == "never" and cells["MODE"] == "dry-run"
