@@ -20,15 +20,26 @@ from moto import mock_aws
 
 from forescale.adapters.state import DynamoStateStore, table_definition
 from forescale.cli import main
+from forescale.local.environment import create_stand_in_function
 from forescale.runtime.models import Mode, TargetConfig
+
+ROLE = "arn:aws:iam::123456789012:role/fn"
 
 
 @pytest.fixture
 def store(moto_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoStateStore]:
+    """The table, and the user's functions the tests register: `checkout` (alias `live`) and `x`, tagged
+    forescale:managed=true, 512 MB; `untagged` (alias `live`) without the tag."""
     monkeypatch.setenv("FORESCALE_TABLE", "forescale")
     with mock_aws():
         db = boto3.client("dynamodb", region_name="us-east-1")
         db.create_table(**table_definition("forescale"))
+        boto3.client("iam", region_name="us-east-1").create_role(RoleName="fn", AssumeRolePolicyDocument="{}")
+        lam = boto3.client("lambda", region_name="us-east-1")
+        managed = {"forescale:managed": "true"}
+        create_stand_in_function(lam, "checkout", ROLE, memory_mb=512, tags=managed)
+        create_stand_in_function(lam, "x", ROLE, alias=None, memory_mb=512, tags=managed)
+        create_stand_in_function(lam, "untagged", ROLE)
         yield DynamoStateStore(db, "forescale")
 
 
@@ -50,19 +61,26 @@ def test_given_a_new_lambda_target_then_it_is_registered_in_dry_run_and_listed(
             "2",
             "--max",
             "50",
+            "--duration-s",
+            "0.2",
         ]
     )
     assert rc == 0
     cfg = store.get_target("checkout")
     assert cfg is not None and cfg.mode is Mode.DRY_RUN and (cfg.min_capacity, cfg.max_capacity) == (2, 50)
+    capsys.readouterr()
     assert main(["targets", "list"]) == 0
-    assert "checkout\tlambda-provisioned\tlambda:checkout:live\tdry-run" in capsys.readouterr().out
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split() == ["NAME", "KIND", "RESOURCE", "MODE", "MIN", "MAX", "VERSION"]
+    assert row.split() == ["checkout", "lambda-provisioned", "lambda:checkout:live", "dry-run", "2", "50", "v1"]
 
 
 def test_given_set_mode_active_then_the_version_moves_and_show_prints_it(
     store: DynamoStateStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    main(["targets", "add", "checkout", "--kind", "lambda-reserved", "--function-name", "checkout"])
+    main(
+        ["targets", "add", "checkout", "--kind", "lambda-reserved", "--function-name", "checkout", "--duration-s", "1"]
+    )
     assert main(["targets", "set-mode", "checkout", "active"]) == 0
     cfg = store.get_target("checkout")
     assert cfg is not None and cfg.mode is Mode.ACTIVE and cfg.version == 2
@@ -97,6 +115,7 @@ def test_given_a_bad_target_then_exit_2_with_the_reason_and_nothing_stored(
 
 
 def test_given_a_sagemaker_target_with_a_catalog_file(store: DynamoStateStore, tmp_path: Path) -> None:
+    tagged_endpoint("ml.g4dn.xlarge=0.736/40")
     catalog = tmp_path / "catalog.json"
     catalog.write_text(
         json.dumps(
@@ -133,8 +152,8 @@ def test_given_a_sagemaker_target_with_a_catalog_file(store: DynamoStateStore, t
 def test_given_a_duplicate_or_unknown_target_then_exit_2(
     store: DynamoStateStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    main(["targets", "add", "x", "--kind", "lambda-reserved", "--function-name", "x"])
-    assert main(["targets", "add", "x", "--kind", "lambda-reserved", "--function-name", "x"]) == 2
+    main(["targets", "add", "x", "--kind", "lambda-reserved", "--function-name", "x", "--duration-s", "1"])
+    assert main(["targets", "add", "x", "--kind", "lambda-reserved", "--function-name", "x", "--duration-s", "1"]) == 2
     assert main(["targets", "remove", "ghost"]) == 2
     assert main(["targets", "set-mode", "ghost", "active"]) == 2
     assert "unknown target 'ghost'" in capsys.readouterr().err
@@ -150,7 +169,7 @@ def test_given_pause_then_the_kill_switch_is_set_and_resume_clears_it(store: Dyn
 def test_given_remove_then_config_goes_and_decisions_stay(store: DynamoStateStore) -> None:
     from forescale.runtime.models import DecisionRecord, DecisionStatus
 
-    main(["targets", "add", "x", "--kind", "lambda-reserved", "--function-name", "x"])
+    main(["targets", "add", "x", "--kind", "lambda-reserved", "--function-name", "x", "--duration-s", "1"])
     store.put_decision(
         DecisionRecord(
             decision_id="x@60",
@@ -171,7 +190,7 @@ def test_given_remove_then_config_goes_and_decisions_stay(store: DynamoStateStor
 
 # ---------------------------------------------------------------- issue 15: poisoned configs
 
-LAMBDA = ["--kind", "lambda-provisioned", "--function-name", "checkout", "--qualifier", "live"]
+LAMBDA = ["--kind", "lambda-provisioned", "--function-name", "checkout", "--qualifier", "live", "--duration-s", "0.2"]
 
 
 @pytest.mark.parametrize(
@@ -271,8 +290,8 @@ def test_given_a_stored_config_that_no_longer_validates_then_list_show_and_remov
 
     assert main(["targets", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("checkout\tlambda-provisioned")
-    assert lines[1].startswith("poisoned\tINVALID\t") and "duration_s" in lines[1]
+    assert lines[1].split()[:2] == ["checkout", "lambda-provisioned"]
+    assert lines[2].startswith("poisoned  INVALID  ") and "duration_s" in lines[2]
 
     assert main(["targets", "show", "poisoned"]) == 0
     shown = json.loads(capsys.readouterr().out)
@@ -351,3 +370,122 @@ def test_given_a_poisoned_stored_config_then_reading_it_names_the_field_and_skip
     assert record.config is None and record.error is not None
     assert f"{field}:" in record.error
     assert [c.name for c in store.list_targets()] == ["checkout"]
+
+
+# ---------------------------------------------------------------- issue 16: targets add reads the resource
+
+
+def test_given_no_duration_option_then_add_reads_the_mean_duration_and_the_memory_from_aws(
+    store: DynamoStateStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
+    # Two hours of Duration: 100 invocations of 200 ms on average, then 300 of 400 ms.
+    for avg_ms, count in ((200.0, 100), (400.0, 300)):
+        cloudwatch.put_metric_data(
+            Namespace="AWS/Lambda",
+            MetricData=[
+                {
+                    "MetricName": "Duration",
+                    "Dimensions": [{"Name": "FunctionName", "Value": "checkout"}],
+                    "StatisticValues": {
+                        "SampleCount": count,
+                        "Sum": avg_ms * count,
+                        "Minimum": avg_ms,
+                        "Maximum": avg_ms,
+                    },
+                    "Unit": "Milliseconds",
+                }
+            ],
+        )
+    args = ["targets", "add", "checkout", "--kind", "lambda-provisioned", "--function-name", "checkout"]
+    assert main([*args, "--qualifier", "live"]) == 0
+    cfg = store.get_target("checkout")
+    assert cfg is not None and cfg.memory_mb == 512
+    assert cfg.duration_s == pytest.approx((0.2 * 100 + 0.4 * 300) / 400)
+    out = capsys.readouterr().out
+    assert "memory_mb 512 (the function's configuration)" in out and "duration_s 0.35 (mean CloudWatch" in out
+
+
+def test_given_no_duration_in_cloudwatch_then_add_refuses_and_asks_for_the_option(
+    store: DynamoStateStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["targets", "add", "x", "--kind", "lambda-reserved", "--function-name", "x"]) == 2
+    assert "CloudWatch has no Duration for x in the last 14 days; pass --duration-s" in capsys.readouterr().err
+    assert store.target_records() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--function-name", "ghost", "--qualifier", "live"], "no Lambda function 'ghost' in us-east-1"),
+        (["--function-name", "checkout", "--qualifier", "blue"], "function checkout has no alias or version 'blue'"),
+    ],
+)
+def test_given_a_resource_that_does_not_exist_then_add_refuses_naming_it(
+    store: DynamoStateStore, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main(["targets", "add", "t", "--kind", "lambda-provisioned", "--duration-s", "1", *args]) == 2
+    assert message in capsys.readouterr().err
+    assert store.target_records() == []
+
+
+def test_given_an_untagged_function_then_dry_run_registers_it_with_the_tag_command_and_active_refuses(
+    store: DynamoStateStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arn = boto3.client("lambda", region_name="us-east-1").get_function(FunctionName="untagged")["Configuration"][
+        "FunctionArn"
+    ]
+    command = f"aws lambda tag-resource --resource {arn} --tags forescale:managed=true"
+    args = ["targets", "add", "u", "--kind", "lambda-provisioned", "--function-name", "untagged", "--qualifier", "live"]
+    assert main([*args, "--duration-s", "0.1", "--mode", "active"]) == 2
+    assert command in capsys.readouterr().err and store.target_records() == []
+    assert main([*args, "--duration-s", "0.1"]) == 0
+    assert command in capsys.readouterr().out
+    assert main(["targets", "set-mode", "u", "active"]) == 2
+    assert command in capsys.readouterr().err
+    cfg = store.get_target("u")
+    assert cfg is not None and cfg.mode is Mode.DRY_RUN
+
+
+def test_given_an_untagged_endpoint_then_the_command_is_sagemakers(
+    store: DynamoStateStore, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    tagged_endpoint("ml.g4dn.xlarge=0.736/40")
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    arn = sagemaker.describe_endpoint(EndpointName="ranker")["EndpointArn"]
+    sagemaker.delete_tags(ResourceArn=arn, TagKeys=["forescale:managed"])
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps([{"name": "ml.g4dn.xlarge", "price_per_hour": 0.736, "capacity_rps": 40}]))
+    base = [
+        "targets",
+        "add",
+        "r",
+        "--kind",
+        "sagemaker-instance-count",
+        "--endpoint",
+        "ranker",
+        "--catalog",
+        str(catalog),
+    ]
+    assert main([*base, "--variant", "Other"]) == 2
+    assert "endpoint ranker has no variant 'Other'; it has ['AllTraffic']" in capsys.readouterr().err
+    assert main([*base, "--variant", "AllTraffic", "--min", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"aws sagemaker add-tags --resource-arn {arn} --tags Key=forescale:managed,Value=true" in out
+
+
+def test_given_no_targets_or_the_kill_switch_then_list_says_so(
+    store: DynamoStateStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["targets", "list"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        "no targets registered: add one with `forescale targets add` (or `targets discover --apply`)"
+    )
+    main(["targets", "add", "x", "--kind", "lambda-reserved", "--function-name", "x", "--duration-s", "1"])
+    main(["targets", "set-mode", "x", "active"])
+    main(["pause", "--reason", "incident 9"])
+    capsys.readouterr()
+    assert main(["targets", "list"]) == 0
+    first, header, row = capsys.readouterr().out.splitlines()
+    assert first.startswith("PAUSED (kill switch on: incident 9)")
+    assert header.split()[0] == "NAME" and "active (paused)" in row

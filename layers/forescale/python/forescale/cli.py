@@ -11,6 +11,7 @@
         [--days 14] [--out out/backtest] [--region R]       # forescale vs target tracking on real history
     forescale targets add|list|show|remove|set-mode|discover ...   # see forescale.admin
     forescale pause --reason TEXT | forescale resume                 # the kill switch
+    forescale status [--output json] | forescale explain TARGET      # what forescale is doing, and why
 
 Exit codes: 0 success, 2 bad input (the message names the file and line, or the bad option).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +48,70 @@ def _param(text: str) -> tuple[str, float | int | bool]:
     return key, value
 
 
+def check_out_folder(path: Path) -> None:
+    """`--out FOLDER`: a path that cannot be a writable folder fails before any work runs. Folders it has
+    to create are created to be sure they can be, then removed: a run that fails early leaves nothing."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {path} is a file; it must be a folder (new or existing) for the report")
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {path}: cannot create this folder ({exc.strerror or exc})") from None
+    writable = os.access(path, os.W_OK)
+    for made in missing:  # deepest first
+        made.rmdir()
+    if not writable:
+        raise ValueError(f"--out {path}: this folder is not writable")
+
+
+def check_out_file(path: Path) -> None:
+    """`--out FILE`: not a folder, in a folder that exists (created now) and is writable."""
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a folder; it must be a file, e.g. {path / 'decisions.csv'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {path}: cannot create its folder {path.parent} ({exc.strerror or exc})") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"--out {path}: not writable")
+
+
+def policy_parameters(policy: str) -> tuple[str, ...]:
+    """The `--param` names a policy takes (its constructor's, or PredictiveParams' fields)."""
+    import dataclasses
+    import inspect
+
+    from forescale.domain import policies
+
+    if policy == "predictive":
+        return tuple(f.name for f in dataclasses.fields(policies.PredictiveParams))
+    cls = {
+        "reactive": policies.ReactivePolicy,
+        "target-tracking": policies.TargetTrackingPolicy,
+        "seasonal-naive": policies.SeasonalNaivePolicy,
+        "static": policies.StaticPolicy,
+    }[policy]
+    return tuple(n for n in inspect.signature(cls).parameters if n not in ("target", "step_s"))
+
+
+def check_params(policy: str, params: dict[str, float | int | bool]) -> None:
+    """Refuse unknown `--param` names (listing the valid ones) and bad values, before any replay runs."""
+    from forescale.domain.policies import make_policy
+    from forescale.domain.targets import Target, TargetKind
+
+    valid = policy_parameters(policy)
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"--param {', '.join(unknown)}: not a parameter of the {policy} policy; valid: {', '.join(valid)}"
+        )
+    try:
+        make_policy(policy, Target("check", TargetKind.LAMBDA_PROVISIONED), 60, **params)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--param: {exc}") from None
+
+
 DEMO_DAYS = 130 / 1440  # forescale.demo.runner.DEFAULT_DAYS, without importing the demo for --help
 
 
@@ -58,7 +124,7 @@ def _build_parser() -> argparse.ArgumentParser:
     src.add_argument("--trace", type=Path, help="canonical trace CSV (timestamp,target,requests)")
     src.add_argument("--builtin", action="store_true", help="use the built-in generated workload")
     rp.add_argument("--out", type=Path, required=True, help="decisions CSV to write")
-    rp.add_argument("--policy", choices=POLICY_NAMES, default="predictive")
+    rp.add_argument("--policy", choices=POLICY_NAMES, default="predictive", help="the policy (default predictive)")
     rp.add_argument("--targets", type=Path, help="sidecar JSON (default: <trace>.targets.json)")
     rp.add_argument("--only", nargs="+", metavar="TARGET", help="replay only these targets")
     rp.add_argument(
@@ -83,7 +149,12 @@ def _build_parser() -> argparse.ArgumentParser:
     bp = sub.add_parser("bench", help="benchmarks")
     bsub = bp.add_subparsers(dest="bench", required=True)
     br = bsub.add_parser("replay", help="policies × traces table (docs/benchmarks.md)")
-    br.add_argument("--traces", type=Path, default=Path(__file__).resolve().parents[4] / ".." / "shared" / "traces")
+    br.add_argument(
+        "--traces",
+        type=Path,
+        default=Path(__file__).resolve().parents[4] / ".." / "shared" / "traces",
+        help="folder of canonical traces (default ../shared/traces)",
+    )
     br.add_argument("--only", nargs="+", metavar="TRACE", help="trace names (without .csv)")
     br.add_argument("--out", type=Path, default=None, help="write the markdown table here")
     br.add_argument("--json", type=Path, default=None, help="write the raw results here")
@@ -102,7 +173,7 @@ def _build_parser() -> argparse.ArgumentParser:
     bfl.add_argument("--minutes", type=int, default=30, help="metered simulated minutes (default 30)")
     bfl.add_argument("--history-days", type=float, default=1.1, help="history before the run, >= 1 (default 1.1)")
     bfl.add_argument("--warmup-minutes", type=int, default=8, help="unmetered minutes first (default 8)")
-    bfl.add_argument("--seed", type=int, default=7)
+    bfl.add_argument("--seed", type=int, default=7, help="the generated fleet's seed (default 7)")
     bfl.add_argument("--out", type=Path, default=None, help="folder for fleet-cost.md (and fleet-cost-N.json)")
     bfl.add_argument("--no-baseline", action="store_true", help="skip the cold-import memory subprocesses")
 
@@ -151,9 +222,9 @@ def _build_parser() -> argparse.ArgumentParser:
     add_admin_parsers(sub)
 
     gp = sub.add_parser("generate", help="write the built-in workload as a canonical trace")
-    gp.add_argument("--out", type=Path, required=True)
-    gp.add_argument("--days", type=float, default=9)
-    gp.add_argument("--seed", type=int, default=7)
+    gp.add_argument("--out", type=Path, required=True, help="trace CSV to write (its sidecar goes beside it)")
+    gp.add_argument("--days", type=float, default=9, help="days to generate (default 9)")
+    gp.add_argument("--seed", type=int, default=7, help="generator seed (default 7)")
     return ap
 
 
@@ -180,6 +251,14 @@ def _cmd_replay(a: argparse.Namespace) -> int:
     from forescale.replay.engine import ReplayConfig, replay, write_decisions
     from forescale.replay.evaluate import evaluate
     from forescale.replay.trace import load_trace, select_targets, write_trace
+
+    # Everything checkable is checked before the replay runs, so no work is lost to a typo.
+    if a.compare == []:
+        raise ValueError(f"--compare needs one or more policies after it: {', '.join(POLICY_NAMES)}")
+    if a.builtin and not a.days > 0:
+        raise ValueError(f"--days must be a number of days > 0, got {a.days!r}")
+    check_params(a.policy, dict(a.param))
+    check_out_file(a.out)
 
     if a.builtin:
         from forescale.replay.workload import generate
@@ -254,6 +333,7 @@ def _cmd_generate(a: argparse.Namespace) -> int:
     from forescale.replay.trace import write_trace
     from forescale.replay.workload import generate
 
+    check_out_file(a.out)
     path = write_trace(generate(days=a.days, seed=a.seed), a.out)
     print(f"wrote {path} and {path.with_suffix('.targets.json')}")
     return 0
@@ -269,23 +349,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if a.command == "demo":
             from forescale.demo.runner import DemoOptions, run_demo
 
-            return run_demo(
-                DemoOptions(
-                    days=a.days,
-                    history_days=a.history_days,
-                    seed=a.seed,
-                    out=a.out,
-                    targets=tuple(a.targets) if a.targets else None,
-                    trace=a.trace,
-                    port=a.port,
-                    progress=not a.no_progress,
-                    start_time=a.start_time,
-                    keep=a.keep,
-                )
+            opts = DemoOptions(
+                days=a.days,
+                history_days=a.history_days,
+                seed=a.seed,
+                out=a.out,
+                targets=tuple(a.targets) if a.targets else None,
+                trace=a.trace,
+                port=a.port,
+                progress=not a.no_progress,
+                start_time=a.start_time,
+                keep=a.keep,
             )
+            check_out_folder(opts.out)  # after DemoOptions checked the numbers, before the demo starts
+            return run_demo(opts)
         if a.command == "backtest":
             from forescale.demo.backtest import BacktestOptions, run_backtest
 
+            check_out_folder(a.out)
             return run_backtest(
                 BacktestOptions(
                     function=a.function,
@@ -298,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     region=a.region,
                 )
             )
-        if a.command in ("targets", "pause", "resume"):
+        if a.command in ("targets", "pause", "resume", "status", "explain"):
             from forescale.admin import main as admin_main
 
             return admin_main(a)
