@@ -40,14 +40,30 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.load_profile("forescale-tier")
 
 
+# Modules whose module-scoped fixture is cheap next to their many cases: spread over the workers.
+SPREAD_MODULES = frozenset({"test_fault_matrix.py", "test_crash_points.py"})
+
+
+def _xdist_group(item: pytest.Item) -> str | None:
+    """Keep tests that share a costly fixture on one xdist worker (fixtures are built per worker): the
+    infra tests' session synthesis on one, each module with a module-scoped fixture on one."""
+    info = getattr(item, "_fixtureinfo", None)
+    scopes = {d.scope for defs in (info.name2fixturedefs.values() if info else ()) for d in defs}
+    if REPO / "tests" / "infra" in Path(str(item.path)).parents:
+        return "infra"
+    if "module" in scopes and item.path.name not in SPREAD_MODULES:
+        return str(item.path.relative_to(REPO))
+    return None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     tier = config.getoption("--tier")
     keep: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
-        if REPO / "tests" / "infra" in Path(str(item.path)).parents:
-            # One worker synthesises the stacks once (session fixtures are per xdist worker).
-            item.add_marker(pytest.mark.xdist_group("infra"))
+        group = _xdist_group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
         property_test = bool(getattr(getattr(item, "obj", None), "is_hypothesis_test", False))
         slow = item.get_closest_marker("slow") is not None
         (keep if tiers.in_tier(tier, slow=slow, property_test=property_test) else dropped).append(item)

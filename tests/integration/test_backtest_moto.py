@@ -285,6 +285,7 @@ def write_catalog(path: Path, entries: Any) -> Path:
     return path
 
 
+@pytest.mark.slow  # the Lambda alias case above runs the same path in the fast tier
 def test_given_three_days_of_an_endpoint_variant_when_backtested_with_a_catalog_then_the_report_covers_it(
     aws: Aws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
