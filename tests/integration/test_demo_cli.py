@@ -104,13 +104,15 @@ def test_given_keep_then_the_local_aws_stays_up_for_the_cli_until_ctrl_c(tmp_pat
         assert proc.stdout is not None
         exported: dict[str, str] = {}
         deadline = time.time() + 600
-        while time.time() < deadline and "FORESCALE_TABLE" not in exported:
+        while time.time() < deadline and "FORESCALE_NOW" not in exported:
             line = proc.stdout.readline()
             assert line, "the demo ended before printing the environment"
             if line.strip().startswith("export "):
                 key, _, value = line.strip().removeprefix("export ").partition("=")
                 exported[key] = value
-        assert {"AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "FORESCALE_TABLE"} <= set(exported)
+        assert {"AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "FORESCALE_TABLE", "FORESCALE_NOW"} <= set(
+            exported
+        )
         assert (tmp_path / "out" / "report.html").is_file()  # the report is written before it holds
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | exported
         listed = subprocess.run(
@@ -122,6 +124,16 @@ def test_given_keep_then_the_local_aws_stays_up_for_the_cli_until_ctrl_c(tmp_pat
         )
         assert listed.returncode == 0, listed.stderr
         assert "api-steady" in listed.stdout and "gpu-endpoint" in listed.stdout
+        # FORESCALE_NOW is the demo clock's end: against it the samples are fresh, not hours stale.
+        status = subprocess.run(
+            [sys.executable, "-m", "forescale.cli", "status", "--output", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert status.returncode == 0, status.stderr
+        assert "no demand sample" not in status.stdout, status.stdout
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err[-2000:]

@@ -675,7 +675,7 @@ def run_demo(opts: DemoOptions, out: TextIO = sys.stdout) -> int:
 
     def report_then_hold(run: DemoRun, aws: Any) -> None:
         write_outputs(run, opts, log)
-        hold(aws, log)
+        hold(aws, log, simulated_now=run.trace.end)
 
     run = run_pipeline(opts, log, while_up=report_then_hold if opts.keep else None)
     if not opts.keep:
@@ -683,19 +683,30 @@ def run_demo(opts: DemoOptions, out: TextIO = sys.stdout) -> int:
     return 0
 
 
-def sandbox_environment(endpoint: str) -> dict[str, str]:
-    """What another shell exports to reach the demo's local AWS with the forescale CLI (fake credentials)."""
+def sandbox_environment(endpoint: str, simulated_now: int | None = None) -> dict[str, str]:
+    """What another shell exports to reach the demo's local AWS with the forescale CLI (fake credentials).
+
+    `simulated_now` (epoch seconds) is the demo clock's end: `status` and `explain` judge ages against
+    FORESCALE_NOW, and against the wall clock the simulated Monday looks long stale."""
     from forescale.local.server import ENV
 
-    return {**ENV, "AWS_ENDPOINT_URL": endpoint, "FORESCALE_TABLE": TABLE}
+    env = {**ENV, "AWS_ENDPOINT_URL": endpoint, "FORESCALE_TABLE": TABLE}
+    if simulated_now is not None:
+        env["FORESCALE_NOW"] = datetime.fromtimestamp(simulated_now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return env
 
 
-def hold(aws: Any, log: Callable[[str], None], wait: Callable[[float], None] = time.sleep) -> None:
+def hold(
+    aws: Any,
+    log: Callable[[str], None],
+    wait: Callable[[float], None] = time.sleep,
+    simulated_now: int | None = None,
+) -> None:
     """Keep the local AWS up and say how to use it, until interrupted."""
     log("\nthe local AWS stays up until Ctrl-C; in another shell:")
-    for key, value in sandbox_environment(aws.endpoint).items():
+    for key, value in sandbox_environment(aws.endpoint, simulated_now).items():
         log(f"  export {key}={value}")
-    log("  uv run forescale targets list    # or: targets show api-steady, pause --reason test, resume")
+    log("  uv run forescale status          # or: explain api-steady, targets list, pause --reason test, resume")
     while True:
         wait(3600)
 
