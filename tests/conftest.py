@@ -56,14 +56,18 @@ def _xdist_group(item: pytest.Item) -> str | None:
     return None
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    # Marked as each item is collected: xdist reads the marks in its own collection_modifyitems hook.
+    group = _xdist_group(item)
+    if group:
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     tier = config.getoption("--tier")
     keep: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
-        group = _xdist_group(item)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
         property_test = bool(getattr(getattr(item, "obj", None), "is_hypothesis_test", False))
         slow = item.get_closest_marker("slow") is not None
         (keep if tiers.in_tier(tier, slow=slow, property_test=property_test) else dropped).append(item)

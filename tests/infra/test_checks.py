@@ -45,6 +45,7 @@ def test_every_acknowledgement_carries_a_specific_reason(synthesis: Synthesis) -
         assert len(reason) >= 40 and "placeholder" not in reason, (path, rule_id, reason)
 
 
+@pytest.mark.slow  # 20-55 s of linting; the fast tier keeps cdk-nag, the template and IAM checks
 def test_cfn_lint_finds_no_errors(synthesis: Synthesis) -> None:
     templates = [
         synthesis.outdir / f"{stack_id}.template.json" for stack_id in ("Forescale-default", "Forescale-fleet")
