@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from forescale.domain.decision import Recommendation
 from forescale.domain.forecast import Forecast
 from forescale.domain.guardrails import GuardrailSettings
 from forescale.domain.planner import Planner, StepInput
@@ -258,3 +259,48 @@ def test_given_a_lead_longer_than_the_step_when_planning_then_there_is_no_presca
     assert planner.prescale_lead_s is None
     planner = Planner(FN, PredictivePolicy(FN, 600))
     assert planner.prescale_lead_s == 120
+
+
+class _ScriptedPredictive(PredictivePolicy):
+    """The predictive policy's calm capacity over scripted raw recommendations, one per call."""
+
+    def __init__(self, target: Target, step_s: int, script: list[int]) -> None:
+        super().__init__(target, step_s)
+        self.script = script
+
+    def _recommend(self, now: int, instance_type: str | None, offset: int) -> Recommendation:
+        return Recommendation(self.script.pop(0), f"scripted at {now}", demand_rps=0.0)
+
+
+@pytest.mark.parametrize(
+    ("asked_at", "capacity"),
+    [
+        (600, 13),  # within the hold of the pre-scale's 13: held (no 10 → 13 → 11 churn)
+        (600 + 1800, 11),  # the pre-scale is older than the 3-step hold: the scale-in goes through
+    ],
+)
+def test_given_a_prescale_raise_when_a_later_step_asks_less_then_calm_capacity_holds_it_for_the_hold(
+    asked_at: int, capacity: int
+) -> None:
+    # Given a Lambda target with a 120 s lead and 600 s steps: the step decision at 0 asks 10 and the
+    # pre-scale at 480 raises to 13
+    policy = _ScriptedPredictive(FN, 600, [10, 13, 11])
+    assert policy.recommend(0, 0, 0, None).capacity == 10
+    assert policy.prescale_recommend(480, 10, 10, None).capacity == 13
+    # When a later step decision asks 11 (more than 10 % below 13)
+    rec = policy.recommend(asked_at, 13, 13, None)
+    # Then calm capacity holds 13 while the pre-scale is within the hold, and lets 11 through after it
+    assert rec.capacity == capacity
+
+
+@pytest.mark.parametrize(("floor_max", "ok"), [(3.0, True), (1.0, True), (0.5, False)])
+def test_slo_floor_max_bounds_the_standing_floor_controller(floor_max: float, ok: bool) -> None:
+    # The standing floor is at most (slo_floor_max - 1) × the active rate; below 1 it is no floor at all.
+    if ok:
+        assert (
+            make_policy("predictive", FN, 600, slo_floor_max=floor_max).params.slo_floor_params.headroom_max
+            == floor_max
+        )  # type: ignore[attr-defined]
+    else:
+        with pytest.raises(ValueError, match="slo"):
+            make_policy("predictive", FN, 600, slo_floor_max=floor_max)

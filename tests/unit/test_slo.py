@@ -100,7 +100,8 @@ def test_given_misses_at_the_slo_on_average_then_the_controller_returns_to_where
         (5.0, 1000.0, 0.5),
         (20.0, 1000.0, -1.0),
         (3.0, 0.0, 1.0),
-        (0.0, 2.96e-322, 1.0),  # subnormal counts: no ZeroDivisionError, no inf
+        # Subnormal request counts: no ZeroDivisionError, no inf.
+        (0.0, 2.96e-322, 1.0),
         (1e-300, 5e-324, -99.0),
     ],
 )

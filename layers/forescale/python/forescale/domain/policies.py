@@ -317,11 +317,13 @@ class PredictiveParams:
     - `hold_steps`, `min_scale_in`, `change_cost_usd`, `value_horizon_s`: calm capacity. A scale-in
       goes only below every recommendation of the last `hold_steps` steps, by at least `min_scale_in`
       of the capacity, and when it saves at least `change_cost_usd` over `value_horizon_s`; a
-      scale-out goes at once. (Without them, pre-scaling raised and the step decision lowered in
-      every 10-minute step: 125 changes per target-day on servegen-large.)
+      scale-out goes at once. A pre-scale's raise joins those recommendations, so the next step's
+      decision does not take it back at once. (Without them, pre-scaling raised and the step
+      decision lowered in every 10-minute step: 125 changes per target-day on servegen-large.)
     - `slo_gain` and the other `slo_*`: the error-budget controller (`forescale.domain.slo`): misses
       over `slo_setpoint` × the SLO raise the headroom (up to `slo_headroom_max`), misses that came
-      from a standing start raise a standing floor (`slo_floor`), and steps under it lower both
+      from a standing start raise a standing floor (`slo_floor`; at most `slo_floor_max` - 1 times
+      the target's usual active rate), and steps under it lower both
       again, never below the calibrated sizing (`slo_headroom_min` 1). 0 turns it off; the budget
       itself is always tracked and reported in the decision's reason.
     """
@@ -366,9 +368,11 @@ class PredictiveParams:
     slo_max_excess: float = 100.0
     slo_headroom_min: float = 1.0
     slo_headroom_max: float = 3.0
+    slo_floor_max: float = 3.0
 
     def __post_init__(self) -> None:
         self.slo  # noqa: B018  # raises on bad SLO-controller values
+        self.slo_floor_params  # noqa: B018  # and on a bad slo_floor_max
         if not 0.5 <= self.sizing_quantile < 1:
             raise ValueError(f"sizing_quantile must be in [0.5, 1), got {self.sizing_quantile}")
         if not 0 < self.level_alpha <= 1:
@@ -385,8 +389,8 @@ class PredictiveParams:
 
     @property
     def slo_floor_params(self) -> SloParams:
-        """The standing floor's controller: the same gain, a floor of 0 to 1× the usual active rate."""
-        return SloParams(self.slo_window_s, self.slo_gain, self.slo_max_excess, 1.0, 2.0)
+        """The standing floor's controller: the same gain, a floor of 0 to (`slo_floor_max` - 1)× the active rate."""
+        return SloParams(self.slo_window_s, self.slo_gain, self.slo_max_excess, 1.0, self.slo_floor_max)
 
     @property
     def slo(self) -> SloParams:
@@ -713,7 +717,11 @@ class PredictivePolicy(Policy):
 
     def prescale_recommend(self, now: int, current: int, applied: int, instance_type: str | None) -> Recommendation:
         """Capacity for the next step, decided one lead time before it starts (only ever raises)."""
-        return self._recommend(now, instance_type, offset=1)
+        rec = self._recommend(now, instance_type, offset=1)
+        if rec.capacity > current and self.params.hold_steps > 1:
+            # A raise the next step's decision would take back at once is churn: it joins the hold.
+            self.calm_recent.append((now, rec.capacity))
+        return rec
 
     def _recommend(self, now: int, instance_type: str | None, offset: int) -> Recommendation:
         p = self.params
