@@ -94,6 +94,16 @@ class Deployed:
     architecture: str
     shard_count: int
     shard_size: int
+    act_concurrency: int = 1  # act processes at once (reserved concurrency = its queue's maximum concurrency)
+    act_batch_size: int = 1  # records per act invocation from its queue
+
+
+def _infra_constant(module: str, name: str) -> int:
+    """An integer constant of an infra module, read from its source (importing it starts the CDK's jsii)."""
+    m = re.search(rf"^{name} = (\d+)", (INFRA_DIR / "forescale_infra" / module).read_text(), re.M)
+    if not m:
+        raise ValueError(f"infra/forescale_infra/{module} has no integer constant {name}")
+    return int(m.group(1))
 
 
 def _schedule_minutes(expression: str) -> int:
@@ -116,6 +126,7 @@ def deployed_config(targets: int) -> Deployed:
     arch = re.search(
         r"^ARCHITECTURE = lambda_\.Architecture\.(\w+)", (INFRA_DIR / "forescale_infra/functions.py").read_text(), re.M
     )
+    act_concurrency = _infra_constant("functions.py", "ACT_CONCURRENCY")
     env = {
         "POWERTOOLS_LOG_LEVEL": "INFO",
         "SAMPLE_TTL_DAYS": str(config.sample_ttl_days),
@@ -133,7 +144,7 @@ def deployed_config(targets: int) -> Deployed:
         "HORIZON_S": str(config.forecast_horizon_s),
         "SHARD_COUNT": str(sized.forecast_shard_count),
         "HISTORY_WARMUP_S": "86400",
-        "LAMBDA_CALLS_PER_SECOND": repr(config.act_lambda_calls_per_second),
+        "LAMBDA_CALLS_PER_SECOND": repr(config.act_lambda_calls_per_second / act_concurrency),
         "LEASE_S": "120",
         "ROLLBACK_ALARM_NAMES": ",".join(config.rollback_alarm_names),
         "ALARM_PREFIX": config.alarm_prefix,
@@ -151,6 +162,8 @@ def deployed_config(targets: int) -> Deployed:
         architecture=arch.group(1) if arch else "ARM_64",
         shard_count=sized.forecast_shard_count,
         shard_size=config.forecast_shard_size,
+        act_concurrency=act_concurrency,
+        act_batch_size=_infra_constant("events.py", "ACT_BATCH_SIZE"),
     )
 
 
@@ -497,6 +510,10 @@ def run_fleet(opts: FleetOptions, log: Callable[[str], None] = print) -> FleetRu
             # A warm process: the forecaster's statsforecast import (its cold start) is not the refit's work.
             importlib.import_module("forescale.forecasting.statsforecast_adapter")
             routed = {sub.function: sub for sub in local.router.subscriptions}
+            # As the stack deploys it: DecisionMade (and act's schedule) go to act's queue, and act takes
+            # them in batches (an SQS event source), not one invocation per event.
+            routed["act"].detail_types = frozenset()
+            act_queue = ActQueue(local.clients["sqs"], local.clients["events"], TABLE, deployed.act_batch_size)
             handlers = {
                 "collect": routed["collect"].handler,
                 "act": routed["act"].handler,
@@ -507,6 +524,8 @@ def run_fleet(opts: FleetOptions, log: Callable[[str], None] = print) -> FleetRu
             def metered(stage: str, fn: Callable[[dict[str, Any], Any], Any]) -> Callable[[dict[str, Any], Any], Any]:
                 def call(event: dict[str, Any], context: Any) -> Any:
                     trigger = str(event.get("detail-type", "shard" if "shard" in event else "?"))
+                    if "Records" in event:
+                        trigger = "batch"
                     with meter.invocation(stage, trigger, _event_targets(event, opts.targets), trace_memory[0]):
                         return fn(event, context)
 
@@ -550,7 +569,9 @@ def run_fleet(opts: FleetOptions, log: Callable[[str], None] = print) -> FleetRu
                         meter.recording = False
                 run.failed_deliveries += [f"{d.function}: {d.error}" for d in local.router.drain() if not d.ok]
                 if _due(deployed.schedule_minutes["act"], k):
-                    scheduled["act"](scheduled_event(now, "forescale-act-sweep"), LambdaContextStub("act"))
+                    act_queue.send(scheduled_event(now, "forescale-act-sweep"))
+                for failed in act_queue.deliver(scheduled["act"], LambdaContextStub("act")):
+                    run.failed_deliveries.append(f"act: record {failed} handed back")
                 run.failed_deliveries += [f"{d.function}: {d.error}" for d in local.router.drain() if not d.ok]
                 progress.update(k + 1)
             progress.close()
@@ -572,6 +593,63 @@ def run_fleet(opts: FleetOptions, log: Callable[[str], None] = print) -> FleetRu
         run.baseline_rss_mb = {s: cold_import_rss_mb(s) for s in STAGES}
     run.wall_s = time.perf_counter() - t_wall
     return run
+
+
+class ActQueue:
+    """act's input queue as the stack builds it, in moto: an EventBridge rule copies DecisionMade from the
+    bus to the queue, the schedule is sent to it, and `deliver` plays the SQS event source (one batch of
+    up to `batch_size` records per call, the minute's batching window; records the handler reports in
+    `batchItemFailures` stay on the queue, the others are deleted)."""
+
+    def __init__(self, sqs: Any, events: Any, bus: str, batch_size: int) -> None:
+        self.sqs, self.batch_size = sqs, batch_size
+        self.url = sqs.create_queue(QueueName=f"{bus}-act")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        rule = f"{bus}-route-decisions"
+        pattern = {"source": ["forescale"], "detail-type": ["forescale.DecisionMade"]}
+        events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps(pattern))
+        events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "act-queue", "Arn": arn}])
+        self.arn = arn
+
+    def send(self, event: dict[str, Any]) -> None:
+        self.sqs.send_message(QueueUrl=self.url, MessageBody=json.dumps(event))
+
+    def deliver(self, act: Callable[[dict[str, Any], Any], Any], context: Any) -> list[str]:
+        """One act invocation with what the queue holds (up to the batch size); the ids handed back."""
+        messages: list[dict[str, Any]] = []
+        while len(messages) < self.batch_size:
+            got = self.sqs.receive_message(
+                QueueUrl=self.url, MaxNumberOfMessages=min(10, self.batch_size - len(messages))
+            ).get("Messages", [])
+            if not got:
+                break
+            messages += got
+        if not messages:
+            return []
+        records = []
+        for m in messages:
+            body = json.loads(m["Body"])
+            body.setdefault("account", "123456789012")  # moto's SQS copy of an event lacks it
+            records.append(
+                {
+                    "messageId": m["MessageId"],
+                    "receiptHandle": m["ReceiptHandle"],
+                    "body": json.dumps(body),
+                    "attributes": {},
+                    "messageAttributes": {},
+                    "md5OfBody": m["MD5OfBody"],
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": self.arn,
+                    "awsRegion": REGION,
+                }
+            )
+        response = act({"Records": records}, context) or {}
+        failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        for k in range(0, len(done), 10):
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[k : k + 10])]
+            self.sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
+        return sorted(failed)
 
 
 def _due(every_minutes: int, k: int) -> bool:
