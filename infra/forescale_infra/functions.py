@@ -132,6 +132,7 @@ def environment(name: str, config: InfraConfig, table_name: str, bus_name: str) 
             "TARGET_METRICS": ",".join(t.name for t in config.targets if t.metrics),
             "TAG_DISCOVERY": "true" if config.tag_discovery else "false",
             "DEFAULT_MODE": config.default_mode,
+            "LIST_TARGETS_EVERY_S": "900",  # a warm process lists targets every 15 minutes, as the forecaster
         },
         "forecast": {
             "HISTORY_DAYS": str(config.forecast_history_days),

@@ -365,6 +365,24 @@ def metered_pacing(meter: Meter) -> Iterator[None]:
         lambda_support.pacing = original
 
 
+@contextlib.contextmanager
+def bounded_reads(meter: Meter) -> Iterator[None]:
+    """act's re-reads of quiet targets are bounded per sweep whatever the fleet: counted apart."""
+    from forescale.runtime.act.service import ActService
+
+    original = ActService._reconcile_quiet
+
+    def reconcile_quiet(self: Any, *args: Any, **kwargs: Any) -> None:
+        with meter.bounded_work():
+            original(self, *args, **kwargs)
+
+    ActService._reconcile_quiet = reconcile_quiet  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        ActService._reconcile_quiet = original  # type: ignore[method-assign]
+
+
 class _LogSink(io.TextIOBase):
     """The functions' stdout (EMF metrics) and Powertools logs, as CloudWatch Logs would ingest them:
     counted in bytes per invocation, and the EMF metric identities kept (each is a custom metric)."""
@@ -478,6 +496,7 @@ def run_fleet(opts: FleetOptions, log: Callable[[str], None] = print) -> FleetRu
             stack.enter_context(direct_dynamodb_answers())
             stack.enter_context(moto_excluded(meter))
             stack.enter_context(metered_pacing(meter))
+            stack.enter_context(bounded_reads(meter))
             moto_extension.install(clock=lambda: clock_now[0])
             stack.callback(moto_extension.reset)
             moto_extension.set_account_concurrency_limit(10_000_000)  # a fleet account's raised quota
@@ -859,16 +878,22 @@ def stage_figures(run: FleetRun, stage: str) -> StageFigures:
     if stage == "forecast" and run.refit_totals is not None:
         request_kb_10k = max(request_kb_10k, _request_kb_10k(run.refit_totals, n))
     sweep = [r for r in recs if r.trigger == "Scheduled Event"]
+    lambda_per_min_10k = lambda_calls_per_min_10k(t, n, m, d)
     at_10k = {
         "invocations_per_min": inv_10k,
         "cpu_max_s": cpu_10k,
         "duration_max_s": dur_10k,
         "peak_mb": (baseline or 0) + growth_10k if growth_10k is not None else float("nan"),
         "max_request_kb": request_kb_10k,
-        "lambda_control_plane_per_s": t.lambda_control_plane / tm * DERIVED_TARGETS / 60,
+        "lambda_control_plane_per_s": lambda_per_min_10k / 60,
+        "lambda_bounded_per_target_min": t.lambda_bounded / tm,
         "sweep_limiter_s": max((r.waited_s for r in sweep), default=0.0) * DERIVED_TARGETS / n,
         "xray_usd": _xray_traces_per_month(inv_10k) / DERIVED_TARGETS * prices.XRAY_TRACE.per_unit,
     }
+    if stage == "act" and recs:
+        at_10k |= act_at_10k(recs, n, m, d, lambda_per_min_10k, t.changes / m * DERIVED_TARGETS / n)
+        inv_10k = at_10k["invocations_per_min"]
+        at_10k["xray_usd"] = _xray_traces_per_month(inv_10k) / DERIVED_TARGETS * prices.XRAY_TRACE.per_unit
     lambda_requests_10k = inv_10k / DERIVED_TARGETS * prices.MONTH_MINUTES * prices.LAMBDA_REQUEST.per_unit
     at_10k["usd"] = (
         sum(v for k, v in usd.items() if k not in ("Lambda requests", "X-Ray"))
@@ -904,6 +929,45 @@ def stage_figures(run: FleetRun, stage: str) -> StageFigures:
         at_10k=at_10k,
         calls_per_target_min=t.total_calls / tm,
     )
+
+
+def lambda_calls_per_min_10k(t: StageTotals, n: int, m: int, d: Deployed) -> float:
+    """Lambda control-plane calls a minute at 10,000 targets: those that come with changes and decisions
+    scale with the fleet; the bounded ones (quiet targets' re-reads, at most `reconcile_reads_per_sweep`
+    a sweep of at most 2 calls each; GetAccountSettings, once a minute per act process) do not."""
+    from forescale.runtime.act.service import ActOptions
+
+    scale = DERIVED_TARGETS / n
+    per_change = (t.lambda_control_plane - t.lambda_bounded) / m * scale
+    cap = ActOptions().reconcile_reads_per_sweep * 2 * (60 / d.schedule_minutes["act"]) / 60 + d.act_concurrency
+    return per_change + min(t.lambda_bounded / m * scale, cap)
+
+
+def act_at_10k(
+    recs: list[InvocationRecord], n: int, m: int, d: Deployed, lambda_per_min: float, changes_per_min: float
+) -> dict[str, float]:
+    """act at 10,000 targets: its work a minute (CPU at the memory's vCPU share, call latency, and the
+    limiter's seconds for the Lambda calls at 10,000) spread over invocations that each stop starting
+    decisions 10 s before the timeout; it fits when that work fits the seconds its processes have."""
+    from forescale.runtime.act.service import ActOptions
+
+    memory, timeout = d.memory_mb["act"], d.timeout_s["act"]
+    scale = DERIVED_TARGETS / n
+    cpu_per_min = sum(r.cpu_s for r in recs) / m * scale
+    latency_per_min = sum(r.calls for r in recs) * ASSUMED_CALL_LATENCY_S / m * scale
+    rate = float(d.env["LAMBDA_CALLS_PER_SECOND"])  # each process's share of the account's rate
+    busy_s = _wall_s(cpu_per_min, memory) + latency_per_min + lambda_per_min / rate
+    usable_s = timeout - ActOptions().stop_with_s_left
+    capacity_s = d.act_concurrency * 60.0
+    invocations = max(math.ceil(busy_s / usable_s), math.ceil(changes_per_min / d.act_batch_size), 1)
+    fits = busy_s <= capacity_s
+    return {
+        "invocations_per_min": float(invocations),
+        "cpu_max_s": cpu_per_min / invocations,
+        "duration_max_s": min(busy_s / invocations, usable_s) if fits else busy_s / d.act_concurrency,
+        "busy_s_per_min": busy_s,
+        "capacity_s_per_min": capacity_s,
+    }
 
 
 def _gb_s_price(d: Deployed) -> prices.Price:

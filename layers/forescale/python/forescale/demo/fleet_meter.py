@@ -59,6 +59,8 @@ CHANGES = frozenset(
         "RegisterScalableTarget",
     }
 )
+# Read at most once a minute per act process (AccountHeadroom's cache), whatever the fleet.
+LAMBDA_BOUNDED_OPERATIONS = frozenset({"GetAccountSettings"})
 HARNESS = "harness"  # calls made outside any function invocation (setup, metrics publishing, event routing)
 
 
@@ -158,6 +160,9 @@ class StageTotals:
     entries_by_type: Counter[str] = field(default_factory=Counter)
     control_plane: Counter[str] = field(default_factory=Counter)  # service -> calls
     lambda_control_plane: int = 0
+    # Of those, calls of work act bounds whatever the fleet: re-reads of quiet targets (at most
+    # `reconcile_reads_per_sweep` a sweep) and GetAccountSettings (cached a minute per process).
+    lambda_bounded: int = 0
     changes: int = 0
     largest_item: dict[str, int] = field(default_factory=dict)  # item kind (SK prefix) -> bytes written
     approximate_reads: int = 0  # reads whose billed size could not be known exactly (filters/projections)
@@ -263,6 +268,7 @@ class Meter:
         self._waited = 0.0
         self._installed: list[tuple[Any, str]] = []
         self.unrecorded = 0  # calls seen while not recording (set-up, warm-up)
+        self._bounded = False
 
     def totals(self, stage: str) -> StageTotals:
         if stage not in self.stages:
@@ -295,6 +301,15 @@ class Meter:
                 tracemalloc.reset_peak()  # moto's transient peak is not the function's
             self._excluded_cpu += self._cpu() - t0
             self._depth -= 1
+
+    @contextmanager
+    def bounded_work(self) -> Iterator[None]:
+        """Calls inside are work the function bounds per run whatever the fleet (counted apart)."""
+        previous, self._bounded = self._bounded, True
+        try:
+            yield
+        finally:
+            self._bounded = previous
 
     def add_log_bytes(self, n: int) -> None:
         self._log_bytes += n
@@ -355,7 +370,7 @@ class Meter:
             old: Any = None
             if service == "dynamodb":
                 old = self._old_images(model.name, params)
-            context["fleet_meter"] = (self.stage, params, old)
+            context["fleet_meter"] = (self.stage, params, old, self._bounded)
 
     def _after(self, http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         seen = context.pop("fleet_meter", None)
@@ -365,9 +380,9 @@ class Meter:
             self.unrecorded += 1
             return
         with self.excluded():
-            stage, params, old = seen
+            stage, params, old, bounded = seen
             status = int(getattr(http_response, "status_code", 0) or 0)
-            self._record(stage, model.service_model.service_name, model.name, params, parsed, old, status)
+            self._record(stage, model.service_model.service_name, model.name, params, parsed, old, status, bounded)
 
     # ------------------------------------------------------------ per-call accounting
 
@@ -380,6 +395,7 @@ class Meter:
         parsed: dict[str, Any],
         old: Any,
         status: int,
+        bounded: bool = False,
     ) -> None:
         t = self.totals(stage)
         t.calls[(service, operation)] += 1
@@ -408,6 +424,8 @@ class Meter:
             t.control_plane[service] += 1
             if service == "lambda":
                 t.lambda_control_plane += 1
+                if bounded or operation in LAMBDA_BOUNDED_OPERATIONS:
+                    t.lambda_bounded += 1
             if operation in CHANGES and status < 300:
                 t.changes += 1
 

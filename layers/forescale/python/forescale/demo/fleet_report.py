@@ -128,6 +128,18 @@ def fits_table(r: dict[str, Any]) -> str:
             f"{f['timeout_s']}: {_fits(time_ok)} | {_f(mem, 0)} / {f['memory_mb']}: {_fits(mem_ok)} "
             f"| {_f(a['max_request_kb'], 1)}: {_fits(req_ok)} | {_f(cp, 2)}: {_fits(cp_ok)} | {verdict} |"
         )
+    act = r["stages"]["act"]["at_10k"]
+    if "busy_s_per_min" in act:
+        lines.append("")
+        lines.append(
+            f"act at 10,000 (derived): {_f(act['busy_s_per_min'], 1)} s of work a minute (CPU, call latency, and "
+            f"the limiter's seconds for {_f(act['lambda_control_plane_per_s'] * 60, 0)} Lambda calls) against the "
+            f"{_f(act['capacity_s_per_min'], 0)} s its {r['deployed'].get('act_concurrency', 1)} processes have, in "
+            f"{_f(act['invocations_per_min'], 0)} invocation(s) a minute that each stop starting decisions 10 s "
+            "before the timeout. Lambda calls that do not grow with the fleet (quiet targets' re-reads, at most 30 "
+            "a sweep; GetAccountSettings, once a minute per process) are counted at those bounds, "
+            f"measured {_f(act['lambda_bounded_per_target_min'], 4)} a target-minute at {r['targets']:,}."
+        )
     lines.append("")
     lines.append(
         f"Largest item written at {r['targets']:,} targets: {_f(largest_item, 1)} KB (DynamoDB's limit: 400 KB; "

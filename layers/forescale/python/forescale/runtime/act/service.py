@@ -712,8 +712,12 @@ class ActService:
                 self.store.clear_open_work(cfg.name, note.decided_at)
             stale = state.confirmed_at + self.options.reconcile_every_s <= run.now
             if reconcile and stale:
-                self._reconcile(cfg, run, trust=False)
+                self._reconcile_quiet(cfg, run)
         return [candidate] if candidate is not None else []
+
+    def _reconcile_quiet(self, cfg: TargetConfig, run: ActRun) -> None:
+        """Re-read a quiet target's capacity from AWS (the rotation bounds how many a sweep reads)."""
+        self._reconcile(cfg, run, trust=False)
 
     def _rotate(self, run: ActRun, seen: set[str], work: list[Work], time_left_s: Callable[[], float] | None) -> None:
         """Look at the next quiet targets in name order (`rotation_per_sweep`), re-reading at most
