@@ -436,6 +436,7 @@ class FleetRun:
     wall_s: float = 0.0
     setup_s: float = 0.0
     unrecorded_calls: int = 0
+    payload_kb_10k: dict[str, float] = field(default_factory=dict)  # stage -> largest listing request at 10,000
 
 
 def _event_targets(event: dict[str, Any], everything: int) -> int:
@@ -596,6 +597,7 @@ def run_fleet(opts: FleetOptions, log: Callable[[str], None] = print) -> FleetRu
             progress.close()
             meter.recording = False
             run.items_by_kind = _table_items()
+            run.payload_kb_10k = listing_payloads_10k(_longest_model())
             for url in local.dlqs.values():
                 attrs = local.clients["sqs"].get_queue_attributes(
                     QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
@@ -710,6 +712,57 @@ def _table_items() -> dict[str, tuple[int, float]]:
                 )
                 sizes.setdefault(kind, []).append(item_size(attrs))
     return {k: (len(v), sum(v) / len(v)) for k, v in sizes.items()}
+
+
+def _longest_model() -> str:
+    """The longest model name among the stored forecasts (ForecastReady carries one per target)."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    longest = "AutoETS"
+    for account in dynamodb_backends.values():
+        for backend in account.values():
+            table = backend.tables.get(TABLE)
+            for item in table.all_items() if table is not None else ():
+                model = item.to_json()["Attributes"].get("model", {}).get("S")
+                if model and len(model) > len(longest):
+                    longest = model
+    return longest
+
+
+def listing_payloads_10k(model: str) -> dict[str, float]:
+    """The largest PutEvents request (KB) of SamplesCollected (collect) and ForecastReady (forecast, one shard
+    of 10,000) at 10,000 targets, built by the functions' own byte-sized chunking from 10,000 names as long as
+    the bench's longest, every one missing and every forecast with the longest model seen: measured bytes, not
+    a linear extrapolation (the events are sized by bytes, so their size is not linear in the fleet)."""
+    from types import SimpleNamespace
+
+    from forescale.demo.fleet_meter import put_events_entry_size
+    from forescale.runtime.collect import chunk_collected
+    from forescale.runtime.forecast import ForecastService, ForecastSummary
+
+    names = [f"t{i:05d}-gpu-endpoint" for i in range(DERIVED_TARGETS)]  # the longest archetype name
+    built: dict[str, list[Any]] = {"collect": list(chunk_collected(0, names, set(names)))}
+    captured: list[Any] = []
+    publisher = SimpleNamespace(publish=lambda _type, details: captured.extend(details))
+    ForecastService._announce(
+        SimpleNamespace(publisher=publisher),  # type: ignore[arg-type]  # _announce uses only the publisher
+        0,
+        0,
+        ForecastSummary(models=dict.fromkeys(names, model)),
+    )
+    built["forecast"] = captured
+    out: dict[str, float] = {}
+    for stage, details in built.items():
+        detail_type = "forescale.SamplesCollected" if stage == "collect" else "forescale.ForecastReady"
+        sizes = [
+            put_events_entry_size(
+                {"Source": "forescale", "DetailType": detail_type, "Detail": d.model_dump_json(), "EventBusName": TABLE}
+            )
+            for d in details
+        ]
+        requests = [sum(sizes[k : k + ENTRIES_PER_REQUEST]) for k in range(0, len(sizes), ENTRIES_PER_REQUEST)]
+        out[stage] = max(requests, default=0) / 1024
+    return out
 
 
 def cold_import_rss_mb(stage: str) -> float:
@@ -877,6 +930,8 @@ def stage_figures(run: FleetRun, stage: str) -> StageFigures:
     request_kb_10k = _request_kb_10k(t, n)
     if stage == "forecast" and run.refit_totals is not None:
         request_kb_10k = max(request_kb_10k, _request_kb_10k(run.refit_totals, n))
+    if stage in run.payload_kb_10k:  # built at 10,000 by the functions' own chunking (measured bytes)
+        request_kb_10k = max(run.payload_kb_10k[stage], t.max_request_bytes / 1024)
     sweep = [r for r in recs if r.trigger == "Scheduled Event"]
     lambda_per_min_10k = lambda_calls_per_min_10k(t, n, m, d)
     at_10k = {
@@ -1044,6 +1099,7 @@ def result_json(run: FleetRun) -> dict[str, Any]:
         "dlq_messages": run.dlq_messages,
         "failed_deliveries": run.failed_deliveries[:20],
         "harness_calls": run.stages.get(HARNESS, StageTotals()).total_calls,
+        "payload_kb_10k": run.payload_kb_10k,
     }
 
 
