@@ -1029,6 +1029,10 @@ def _gb_s_price(d: Deployed) -> prices.Price:
     return prices.LAMBDA_GB_S_ARM if d.architecture == "ARM_64" else prices.LAMBDA_GB_S_X86
 
 
+SQS_IDLE_POLLS_PER_MIN = 15.0  # 5 pollers x 3 long polls of 20 s a minute (assumed, not measured)
+FLEET_SQS_POLLING = "SQS polling and sweep (act's queue)"  # a fleet-level cost: shared by its targets
+
+
 def fleet_costs(run: FleetRun) -> dict[str, float]:
     """Costs that belong to the fleet, not to a stage, in $ per target-month: storage at steady state
     (derived from the measured item sizes), custom metrics (measured EMF identities), the amortised daily refit."""
@@ -1048,6 +1052,19 @@ def fleet_costs(run: FleetRun) -> dict[str, float]:
             bytes_per_target += count / n * (mean + 100)
     per_target["DynamoDB storage"] = bytes_per_target / 2**30 * prices.DYNAMODB_STORAGE.per_unit
     per_target["Custom metrics (EMF)"] = run.custom_metrics * prices.CUSTOM_METRIC.per_unit / n
+    # act's queue (derived): per record, EventBridge's SendMessage plus a tenth of a ReceiveMessage and of a
+    # DeleteMessageBatch (10 records each); the event source's pollers' long polls while it is idle (an
+    # assumption: 5 pollers, 20 s each) and the sweep's schedule record are the fleet's, shared by its targets.
+    plan = run.stages.get("plan") or StageTotals()
+    records_per_target_min = plan.entries_by_type["forescale.DecisionMade"] / n / max(1, run.minutes)
+    per_record = records_per_target_min * (1 + 2 / ENTRIES_PER_REQUEST)
+    per_target["SQS (act's queue)"] = per_record * prices.MONTH_MINUTES * prices.SQS_REQUEST.per_unit
+    per_target[FLEET_SQS_POLLING] = (
+        (SQS_IDLE_POLLS_PER_MIN + 1.2 / d.schedule_minutes["act"])
+        * prices.MONTH_MINUTES
+        * prices.SQS_REQUEST.per_unit
+        / n
+    )
     refit = run.refit_totals or StageTotals()
     refit_cpu = sum(r.cpu_s for r in run.refit_cycle)
     mem = d.memory_mb["forecast"]

@@ -89,18 +89,19 @@ def cost_table(r: dict[str, Any]) -> str:
     }
     for k, v in items.items():
         lines.append(f"| {k} | {_f(v, 4)} | {how.get(k, '')} | {_f(at_10k[k], 4)} |")
+    shared = ("Custom metrics (EMF)", "SQS polling and sweep (act's queue)")  # fleet-level: ÷ the fleet
     fixed_note = {
+        "SQS (act's queue)": "derived: 1.2 requests per measured DecisionMade",
+        "SQS polling and sweep (act's queue)": "derived: 15 idle long polls and a schedule record a minute",
         "DynamoDB storage": "derived steady state from measured item sizes",
         "Custom metrics (EMF)": f"measured: {r['custom_metrics']} EMF metrics ÷ {n:,} targets",
         "Daily refit (amortised)": "measured refit cycle, once a target-day",
     }
     for k, v in fleet.items():
-        v10 = v * n / 10_000 if k == "Custom metrics (EMF)" else v
+        v10 = v * n / 10_000 if k in shared else v
         lines.append(f"| {k} | {_f(v, 4)} | {fixed_note.get(k, '')} | {_f(v10, 4)} |")
     total_n = sum(items.values()) + sum(fleet.values())
-    total_10k = sum(at_10k.values()) + sum(
-        (v * n / 10_000 if k == "Custom metrics (EMF)" else v) for k, v in fleet.items()
-    )
+    total_10k = sum(at_10k.values()) + sum((v * n / 10_000 if k in shared else v) for k, v in fleet.items())
     lines.append(f"| **total** | **{_f(total_n, 3)}** | | **{_f(total_10k, 3)}** |")
     return "\n".join(lines)
 
