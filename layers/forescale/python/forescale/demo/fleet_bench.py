@@ -367,20 +367,26 @@ def metered_pacing(meter: Meter) -> Iterator[None]:
 
 @contextlib.contextmanager
 def bounded_reads(meter: Meter) -> Iterator[None]:
-    """act's re-reads of quiet targets are bounded per sweep whatever the fleet: counted apart."""
+    """act's rotation (at most `rotation_per_sweep` quiet targets a sweep) and its re-reads of quiet
+    targets (at most `reconcile_reads_per_sweep`) are bounded whatever the fleet: counted apart."""
     from forescale.runtime.act.service import ActService
 
-    original = ActService._reconcile_quiet
+    originals = {name: getattr(ActService, name) for name in ("_reconcile_quiet", "_rotate")}
 
-    def reconcile_quiet(self: Any, *args: Any, **kwargs: Any) -> None:
-        with meter.bounded_work():
-            original(self, *args, **kwargs)
+    def bounded(original: Callable[..., None]) -> Callable[..., None]:
+        def call(self: Any, *args: Any, **kwargs: Any) -> None:
+            with meter.bounded_work():
+                original(self, *args, **kwargs)
 
-    ActService._reconcile_quiet = reconcile_quiet  # type: ignore[method-assign]
+        return call
+
+    for name, original in originals.items():
+        setattr(ActService, name, bounded(original))
     try:
         yield
     finally:
-        ActService._reconcile_quiet = original  # type: ignore[method-assign]
+        for name, original in originals.items():
+            setattr(ActService, name, original)
 
 
 class _LogSink(io.TextIOBase):
@@ -1003,13 +1009,22 @@ def act_at_10k(
 ) -> dict[str, float]:
     """act at 10,000 targets: its work a minute (CPU at the memory's vCPU share, call latency, and the
     limiter's seconds for the Lambda calls at 10,000) spread over invocations that each stop starting
-    decisions 10 s before the timeout; it fits when that work fits the seconds its processes have."""
+    decisions 10 s before the timeout; it fits when that work fits the seconds its processes have. The
+    work that comes with decisions scales with the fleet; the rotation's is bounded per sweep."""
     from forescale.runtime.act.service import ActOptions
 
     memory, timeout = d.memory_mb["act"], d.timeout_s["act"]
     scale = DERIVED_TARGETS / n
-    cpu_per_min = sum(r.cpu_s for r in recs) / m * scale
-    latency_per_min = sum(r.calls for r in recs) * ASSUMED_CALL_LATENCY_S / m * scale
+    # The rotation visits min(N, rotation_per_sweep) targets a sweep: at 10,000 that many, not 10,000.
+    rotation = ActOptions().rotation_per_sweep
+    bounded_scale = rotation / min(n, rotation)
+    untraced = [r for r in recs if r.peak_bytes is None] or recs  # tracemalloc slows the CPU it would measure
+    per_rec = len(recs) / len(untraced)
+    cpu_per_min = (
+        sum((r.cpu_s - r.bounded_cpu_s) * scale + r.bounded_cpu_s * bounded_scale for r in untraced) * per_rec / m
+    )
+    calls_per_min = sum((r.calls - r.bounded_calls) * scale + r.bounded_calls * bounded_scale for r in recs) / m
+    latency_per_min = calls_per_min * ASSUMED_CALL_LATENCY_S
     rate = float(d.env["LAMBDA_CALLS_PER_SECOND"])  # each process's share of the account's rate
     busy_s = _wall_s(cpu_per_min, memory) + latency_per_min + lambda_per_min / rate
     usable_s = timeout - ActOptions().stop_with_s_left

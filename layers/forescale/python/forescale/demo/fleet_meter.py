@@ -186,6 +186,10 @@ class InvocationRecord:
     calls: int
     log_bytes: int
     ok: bool
+    # Of cpu_s and calls, the part spent in work the function bounds per run whatever the fleet (act's
+    # rotation over at most `rotation_per_sweep` quiet targets, its re-reads of quiet targets).
+    bounded_cpu_s: float = 0.0
+    bounded_calls: int = 0
 
 
 class _DynamoImages:
@@ -269,6 +273,8 @@ class Meter:
         self._installed: list[tuple[Any, str]] = []
         self.unrecorded = 0  # calls seen while not recording (set-up, warm-up)
         self._bounded = False
+        self._bounded_cpu = 0.0
+        self._bounded_calls = 0
 
     def totals(self, stage: str) -> StageTotals:
         if stage not in self.stages:
@@ -304,12 +310,17 @@ class Meter:
 
     @contextmanager
     def bounded_work(self) -> Iterator[None]:
-        """Calls inside are work the function bounds per run whatever the fleet (counted apart)."""
-        previous, self._bounded = self._bounded, True
+        """Work inside (calls and CPU) is work the function bounds per run whatever the fleet (counted apart)."""
+        if self._bounded:
+            yield
+            return
+        self._bounded = True
+        t0, excluded0 = self._cpu(), self._excluded_cpu
         try:
             yield
         finally:
-            self._bounded = previous
+            self._bounded = False
+            self._bounded_cpu += self._cpu() - t0 - (self._excluded_cpu - excluded0)
 
     def add_log_bytes(self, n: int) -> None:
         self._log_bytes += n
@@ -322,8 +333,8 @@ class Meter:
         """Attribute the calls inside to `stage` and record the invocation's CPU, memory and waits."""
         previous = self.stage
         self.stage = stage
-        self._calls_in_invocation = self._log_bytes = 0
-        self._waited = 0.0
+        self._calls_in_invocation = self._log_bytes = self._bounded_calls = 0
+        self._waited = self._bounded_cpu = 0.0
         excluded0 = self._excluded_cpu
         if trace_memory:
             tracemalloc.start()
@@ -345,7 +356,7 @@ class Meter:
                 self.invocations.append(
                     InvocationRecord(
                         stage, self.minute, trigger, targets, cpu, peak, self._waited,
-                        self._calls_in_invocation, self._log_bytes, ok,
+                        self._calls_in_invocation, self._log_bytes, ok, self._bounded_cpu, self._bounded_calls,
                     )
                 )  # fmt: skip
             self.stage = previous
@@ -401,6 +412,7 @@ class Meter:
         t.calls[(service, operation)] += 1
         if stage != HARNESS:
             self._calls_in_invocation += 1
+            self._bounded_calls += bounded
         if status >= 400:
             code = (parsed.get("Error") or {}).get("Code", str(status))
             t.errors[f"{service}.{operation}: {code}"] += 1
