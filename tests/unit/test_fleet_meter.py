@@ -154,11 +154,14 @@ def _deployed(act_concurrency: int = 2, rate: float = 7.5) -> Any:
         (300, 1, 299 / 30 * 100 + 1 / 30 * 100),  # fewer bounded calls than the cap: scaled, not raised to it
     ],
 )
-def test_lambda_calls_at_10k_scale_changes_and_cap_bounded_reads(calls: int, bounded: int, per_min_10k: float) -> None:
+@pytest.mark.parametrize("first_reads", [0, 20])  # a target's first read ever is not a steady-state rate
+def test_lambda_calls_at_10k_scale_changes_and_cap_bounded_reads(
+    calls: int, bounded: int, per_min_10k: float, first_reads: int
+) -> None:
     from forescale.demo.fleet_bench import lambda_calls_per_min_10k
     from forescale.demo.fleet_meter import StageTotals
 
-    t = StageTotals(lambda_control_plane=calls, lambda_bounded=bounded)
+    t = StageTotals(lambda_control_plane=calls + first_reads, lambda_bounded=bounded, lambda_first_reads=first_reads)
     assert lambda_calls_per_min_10k(t, 100, 30, _deployed()) == pytest.approx(per_min_10k)
 
 

@@ -382,11 +382,19 @@ def bounded_reads(meter: Meter) -> Iterator[None]:
 
     for name, original in originals.items():
         setattr(ActService, name, bounded(original))
+    read_first = ActService._read_first
+
+    def first(cfg: Any, actuator: Any) -> Any:
+        with meter.first_read():
+            return read_first(cfg, actuator)
+
+    ActService._read_first = staticmethod(first)  # type: ignore[method-assign]
     try:
         yield
     finally:
         for name, original in originals.items():
             setattr(ActService, name, original)
+        ActService._read_first = staticmethod(read_first)  # type: ignore[method-assign]
 
 
 class _LogSink(io.TextIOBase):
@@ -948,6 +956,7 @@ def stage_figures(run: FleetRun, stage: str) -> StageFigures:
         "max_request_kb": request_kb_10k,
         "lambda_control_plane_per_s": lambda_per_min_10k / 60,
         "lambda_bounded_per_target_min": t.lambda_bounded / tm,
+        "lambda_first_reads": float(t.lambda_first_reads),
         "sweep_limiter_s": max((r.waited_s for r in sweep), default=0.0) * DERIVED_TARGETS / n,
         "xray_usd": _xray_traces_per_month(inv_10k) / DERIVED_TARGETS * prices.XRAY_TRACE.per_unit,
     }
@@ -993,13 +1002,14 @@ def stage_figures(run: FleetRun, stage: str) -> StageFigures:
 
 
 def lambda_calls_per_min_10k(t: StageTotals, n: int, m: int, d: Deployed) -> float:
-    """Lambda control-plane calls a minute at 10,000 targets: those that come with changes and decisions
-    scale with the fleet; the bounded ones (quiet targets' re-reads, at most `reconcile_reads_per_sweep`
-    a sweep of at most 2 calls each; GetAccountSettings, once a minute per act process) do not."""
+    """Lambda control-plane calls a minute at 10,000 targets, in steady state: those that come with changes
+    and decisions scale with the fleet; the bounded ones (quiet targets' re-reads, at most
+    `reconcile_reads_per_sweep` a sweep of at most 2 calls each; GetAccountSettings, once a minute per act
+    process) do not; a target's first read ever (the fleet's first minutes) is reported apart, not a rate."""
     from forescale.runtime.act.service import ActOptions
 
     scale = DERIVED_TARGETS / n
-    per_change = (t.lambda_control_plane - t.lambda_bounded) / m * scale
+    per_change = (t.lambda_control_plane - t.lambda_bounded - t.lambda_first_reads) / m * scale
     cap = ActOptions().reconcile_reads_per_sweep * 2 * (60 / d.schedule_minutes["act"]) / 60 + d.act_concurrency
     return per_change + min(t.lambda_bounded / m * scale, cap)
 

@@ -163,6 +163,7 @@ class StageTotals:
     # Of those, calls of work act bounds whatever the fleet: re-reads of quiet targets (at most
     # `reconcile_reads_per_sweep` a sweep) and GetAccountSettings (cached a minute per process).
     lambda_bounded: int = 0
+    lambda_first_reads: int = 0  # of the others, a target's first read ever (once in its life)
     changes: int = 0
     largest_item: dict[str, int] = field(default_factory=dict)  # item kind (SK prefix) -> bytes written
     approximate_reads: int = 0  # reads whose billed size could not be known exactly (filters/projections)
@@ -273,6 +274,7 @@ class Meter:
         self._installed: list[tuple[Any, str]] = []
         self.unrecorded = 0  # calls seen while not recording (set-up, warm-up)
         self._bounded = False
+        self._first_read = False
         self._bounded_cpu = 0.0
         self._bounded_calls = 0
 
@@ -321,6 +323,15 @@ class Meter:
         finally:
             self._bounded = False
             self._bounded_cpu += self._cpu() - t0 - (self._excluded_cpu - excluded0)
+
+    @contextmanager
+    def first_read(self) -> Iterator[None]:
+        """Lambda calls inside read a target for the first time ever: counted apart (once per target)."""
+        previous, self._first_read = self._first_read, True
+        try:
+            yield
+        finally:
+            self._first_read = previous
 
     def add_log_bytes(self, n: int) -> None:
         self._log_bytes += n
@@ -381,7 +392,7 @@ class Meter:
             old: Any = None
             if service == "dynamodb":
                 old = self._old_images(model.name, params)
-            context["fleet_meter"] = (self.stage, params, old, self._bounded)
+            context["fleet_meter"] = (self.stage, params, old, self._bounded, self._first_read)
 
     def _after(self, http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         seen = context.pop("fleet_meter", None)
@@ -391,9 +402,12 @@ class Meter:
             self.unrecorded += 1
             return
         with self.excluded():
-            stage, params, old, bounded = seen
+            stage, params, old, bounded, first = seen
             status = int(getattr(http_response, "status_code", 0) or 0)
-            self._record(stage, model.service_model.service_name, model.name, params, parsed, old, status, bounded)
+            service = model.service_model.service_name
+            self._record(stage, service, model.name, params, parsed, old, status, bounded)
+            if first and not bounded and service == "lambda" and model.name not in LAMBDA_NOT_CONTROL_PLANE:
+                self.totals(stage).lambda_first_reads += 1
 
     # ------------------------------------------------------------ per-call accounting
 

@@ -582,7 +582,7 @@ class ActService:
             trusted = actuator.trusted(state)
             if trusted is not None:
                 return state, trusted, finished
-        actual = actuator.read(cfg)
+        actual = actuator.read(cfg) if state.capacity is not None else self._read_first(cfg, actuator)
         drifted = actual.capacity != state.capacity or (
             actual.instance_type is not None and actual.instance_type != state.instance_type
         )
@@ -611,6 +611,11 @@ class ActService:
             logger.warning("could not record the reconciled state", extra={"target": cfg.name, "error_code": exc.code})
             run.summary.add("state-conflicts")
         return state, actual, finished
+
+    @staticmethod
+    def _read_first(cfg: TargetConfig, actuator: Actuator) -> Actual:
+        """A target's first read from AWS (nothing recorded yet): once in its life, not per change."""
+        return actuator.read(cfg)
 
     def _poll(self, cfg: TargetConfig, state: AppliedState, run: ActRun) -> tuple[AppliedState, set[str]]:
         """Ask AWS how the in-flight operation is doing; record it when it is over."""
