@@ -2,14 +2,16 @@
 index (deferred decisions, expired leases, in-flight operations, what a timed-out run left). The logic
 is `forescale.runtime.act`.
 
-Triggers: one EventBridge event (a DecisionMade, or the schedule), or an SQS batch whose records'
-bodies are DecisionMade events (EventBridge → SQS → act): the batch is applied together, largest
-expected spill first; a record that does not parse is reported in `batchItemFailures`, so SQS retries
-it and then moves it to the queue's DLQ. An invocation stops starting new decisions 10 s before its
-timeout: what it did not reach stays in the open-work index for the next sweep.
+Triggers: an SQS batch whose records' bodies are EventBridge events (EventBridge → act's queue → act,
+as the stack deploys it): its DecisionMade events are applied together, largest expected spill first,
+and a schedule event among them runs the sweep after them; a record that does not parse is reported
+in `batchItemFailures`, so SQS retries it and then moves it to the queue's DLQ. One EventBridge event
+(a DecisionMade, or the schedule) invoked directly is handled too. An invocation stops starting new
+decisions 10 s before its timeout: what it did not reach stays in the open-work index for the next sweep.
 
-Deploy with reserved concurrency 1: the Lambda rate limiter lives in this process, and AWS's 15
-control-plane calls per second are per account, so two concurrent act invocations would share it.
+The Lambda rate limiter lives in this process, and AWS's Lambda control-plane rate is per account:
+the stack caps act's concurrency (reserved concurrency = the queue's maximum concurrency) and sets
+LAMBDA_CALLS_PER_SECOND to the account's rate divided by that cap.
 """
 
 from __future__ import annotations
@@ -162,13 +164,17 @@ def run(
 def run_batch(
     service: ActService, event: dict[str, Any], context: Any, now: int, time_left_s: Callable[[], float] | None
 ) -> dict[str, Any]:
-    """An SQS batch of DecisionMade events, applied together; unparseable records go back to SQS."""
+    """An SQS batch of DecisionMade events (applied together) and schedule events (one sweep after
+    them); unparseable records go back to SQS."""
     details: list[DecisionMadeDetail] = []
+    schedules: list[str] = []
 
     def parse_record(record: SQSRecord) -> None:
-        parsed = parse_event(json.loads(record.body), ("forescale.DecisionMade",))
-        assert isinstance(parsed, DecisionMadeEvent)  # nosec B101  # parse_event returns the accepted model
-        details.append(parsed.detail)
+        parsed = parse_event(json.loads(record.body), ACCEPTED)
+        if isinstance(parsed, DecisionMadeEvent):
+            details.append(parsed.detail)
+        else:
+            schedules.append(parsed.id)
 
     processor = BatchProcessor(event_type=EventType.SQS)
     response = process_partial_response(event=event, record_handler=parse_record, processor=processor, context=context)
@@ -176,9 +182,14 @@ def run_batch(
     if failures:
         logger.error("invalid records in the batch", extra={"failed": [f["itemIdentifier"] for f in failures]})
         metrics.add_metric(name="InvalidEvents", unit=MetricUnit.Count, value=len(failures))
-    summary = service.apply_decisions(details, now, time_left_s)
-    emit_metrics(summary)
-    logger.info("act finished", extra={"trigger": "batch", "records": len(details), "counts": summary.as_dict()})
+    if details:
+        summary = service.apply_decisions(details, now, time_left_s)
+        emit_metrics(summary)
+        logger.info("act finished", extra={"trigger": "batch", "records": len(details), "counts": summary.as_dict()})
+    if schedules:  # the sweep once, however many schedule events the batch gathered
+        summary = service.sweep(now, time_left_s)
+        emit_metrics(summary)
+        logger.info("act finished", extra={"trigger": "sweep", "event_ids": schedules, "counts": summary.as_dict()})
     return dict(response)
 
 

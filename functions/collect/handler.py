@@ -62,6 +62,7 @@ def build_service(settings: CollectSettings, clients: CollectClients | None = No
         reread_minutes=settings.REREAD_MINUTES,
         poll_every_minutes=settings.POLL_EVERY_MINUTES,
         watch=[n for n in settings.TARGET_METRICS.split(",") if n],
+        list_every_s=settings.LIST_TARGETS_EVERY_S,
     )
 
 
@@ -130,6 +131,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         registered: list[str] = []
         if settings.TAG_DISCOVERY and now % DISCOVERY_EVERY_S < 60:
             registered = register_tagged(settings, service, default_clients())
+            if registered:
+                service.forget_listing()
         result = service.collect(now)
         emit_target_metrics(result.readings)
         if result.errors:

@@ -60,8 +60,10 @@ ASYNC_MAX_EVENT_AGE = {
     "forecast": Duration.minutes(30),
     "rightsize": Duration.hours(2),
 }
-# Reserved concurrency where it matters: act applies actions one at a time (ordering, rate limits).
-ACT_RESERVED_CONCURRENCY = 1
+# act runs at most this many at once: its SQS event source's maximum concurrency (AWS's minimum is 2)
+# and its reserved concurrency are both this, so SQS never hands act a batch Lambda would throttle; each
+# process paces its Lambda control-plane calls at the account's rate divided by this (15/s ÷ 2).
+ACT_CONCURRENCY = 2
 
 _RETENTION = {
     1: logs.RetentionDays.ONE_DAY,
@@ -130,6 +132,7 @@ def environment(name: str, config: InfraConfig, table_name: str, bus_name: str) 
             "TARGET_METRICS": ",".join(t.name for t in config.targets if t.metrics),
             "TAG_DISCOVERY": "true" if config.tag_discovery else "false",
             "DEFAULT_MODE": config.default_mode,
+            "LIST_TARGETS_EVERY_S": "900",  # a warm process lists targets every 15 minutes, as the forecaster
         },
         "forecast": {
             "HISTORY_DAYS": str(config.forecast_history_days),
@@ -141,7 +144,7 @@ def environment(name: str, config: InfraConfig, table_name: str, bus_name: str) 
         },
         "plan": {"HISTORY_WARMUP_S": "86400"},
         "act": {
-            "LAMBDA_CALLS_PER_SECOND": repr(config.act_lambda_calls_per_second),
+            "LAMBDA_CALLS_PER_SECOND": repr(config.act_lambda_calls_per_second / ACT_CONCURRENCY),
             "LEASE_S": "120",
             "ROLLBACK_ALARM_NAMES": ",".join(config.rollback_alarm_names),
         },
@@ -297,7 +300,7 @@ class ForescaleFunctions(Construct):
                 handler=HANDLER,
                 code=lambda_.Code.from_asset(str(self._functions_dir / name), exclude=ASSET_EXCLUDES),
                 layers=[self.shared_layer, self.powertools_layer],
-                reserved_concurrent_executions=ACT_RESERVED_CONCURRENCY if name == "act" else None,
+                reserved_concurrent_executions=ACT_CONCURRENCY if name == "act" else None,
                 **common,
             )
         return ForescaleFunction(

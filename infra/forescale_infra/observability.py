@@ -35,6 +35,7 @@ from forescale_infra.functions import ForescaleFunctions
 
 NAMESPACE = "forescale"
 SERVICE_DIMENSION = {"service": "forescale"}
+WORK_QUEUE_AGE_S = 300  # act's queue: decisions older than 5 minutes mean act cannot keep up
 TARGET_METRICS = ("DemandRps", "ForecastRps", "ForecastUpperRps")  # opt-in, see the module docstring
 FLEET_METRICS = ("Decisions", "CapacityChanges", "ReactScaleOuts", "Refits", "TargetsMissingData", "InvalidEvents")
 MAX_TARGET_ROWS = 50  # beyond this the fleet widgets (SEARCH by target) stay readable, single rows do not
@@ -67,20 +68,23 @@ class AlarmsAndDashboard(Construct):
         functions: ForescaleFunctions,
         fan_out: sfn.StateMachine | None,
         extra_dlqs: Sequence[tuple[str, sqs.IQueue]] = (),
+        work_queues: Sequence[tuple[str, sqs.IQueue]] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         stack_name = config.stack_name
         topic = sns.Topic.from_topic_arn(self, "AlarmTopic", config.alarm_topic_arn) if config.alarm_topic_arn else None
         self.alarms: list[cw.Alarm] = []
 
-        def alarm(alarm_id: str, what: str, metric: cw.IMetric, description: str, periods: int = 1) -> cw.Alarm:
+        def alarm(
+            alarm_id: str, what: str, metric: cw.IMetric, description: str, periods: int = 1, threshold: float = 1
+        ) -> cw.Alarm:
             created = cw.Alarm(
                 self,
                 alarm_id,
                 alarm_name=ops_alarm_name(stack_name, what),
                 alarm_description=description,
                 metric=metric,
-                threshold=1,
+                threshold=threshold,
                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 evaluation_periods=periods,
                 datapoints_to_alarm=periods,
@@ -100,6 +104,15 @@ class AlarmsAndDashboard(Construct):
                 queue.metric_approximate_number_of_messages_visible(period=ALARM_PERIOD, statistic="Maximum"),
                 f"{name}: events or invocations failed for good and wait in its DLQ; inspect and redrive",
             )
+        for name, queue in work_queues:
+            # A work queue holds messages normally; one whose oldest waits WORK_QUEUE_AGE_S is not drained.
+            alarm(
+                f"{name.capitalize()}QueueAge",
+                f"{name}-queue-age",
+                queue.metric_approximate_age_of_oldest_message(period=ALARM_PERIOD, statistic="Maximum"),
+                f"{name}: its input queue's oldest record has waited {WORK_QUEUE_AGE_S} s or more",
+                threshold=WORK_QUEUE_AGE_S,
+            )
         for name, f in functions.by_name.items():
             alarm(
                 f"{name.capitalize()}Errors",
@@ -107,7 +120,7 @@ class AlarmsAndDashboard(Construct):
                 f.function.metric_errors(period=ALARM_PERIOD, statistic="Sum"),
                 f"{name}: the function raised errors",
             )
-            # A burst of throttles is normal for act (reserved concurrency 1 serialises it); 15 minutes
+            # A burst of throttles can be normal (act's reserved concurrency bounds its sweeps); 15 minutes
             # of throttling in a row means it cannot keep up.
             alarm(
                 f"{name.capitalize()}Throttles",

@@ -85,6 +85,7 @@ class ForescaleStack(Stack):
             functions=self.functions,
             fan_out=self.fan_out.state_machine if self.fan_out else None,
             extra_dlqs=[("forecast-fanout", fan_out_dlq)] if fan_out_dlq is not None else [],
+            work_queues=[("act", self.schedules.act_queue)],
         )
         self._acknowledge_function_findings()
         self._outputs()

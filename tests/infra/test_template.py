@@ -55,11 +55,12 @@ def function_resource(synth: Synth, name: str) -> dict[str, Any]:
                 "AWS::Lambda::Function": 6,
                 "AWS::Lambda::LayerVersion": 1,
                 "AWS::IAM::Role": 6,
-                "AWS::SQS::Queue": 6,
+                "AWS::SQS::Queue": 7,  # a DLQ per function, and act's input queue
+                "AWS::Lambda::EventSourceMapping": 1,
                 "AWS::DynamoDB::Table": 1,
                 "AWS::Events::EventBus": 1,
                 "AWS::Events::Rule": 9,
-                "AWS::CloudWatch::Alarm": 18,
+                "AWS::CloudWatch::Alarm": 19,
                 "AWS::CloudWatch::Dashboard": 1,
                 "AWS::StepFunctions::StateMachine": 0,
                 "AWS::Logs::LogGroup": 6,
@@ -70,9 +71,9 @@ def function_resource(synth: Synth, name: str) -> dict[str, Any]:
             {
                 "AWS::Lambda::Function": 6,
                 "AWS::IAM::Role": 8,  # + the state machine's, + EventBridge's role to start it
-                "AWS::SQS::Queue": 7,  # + the fan-out target's DLQ
+                "AWS::SQS::Queue": 8,  # + the fan-out target's DLQ
                 "AWS::Events::Rule": 9,
-                "AWS::CloudWatch::Alarm": 21,  # + its DLQ, failed and timed-out executions
+                "AWS::CloudWatch::Alarm": 22,  # + its DLQ, failed and timed-out executions
                 "AWS::StepFunctions::StateMachine": 1,
                 "AWS::Logs::LogGroup": 7,
             },
@@ -178,8 +179,8 @@ def test_every_function_has_explicit_runtime_settings(default: Synth, name: str)
     assert props["Role"]["Fn::GetAtt"][0] == logical_id(default, default.stack.functions[name].role)
 
 
-def test_act_is_serialised_and_forecast_bounded(default: Synth) -> None:
-    assert function_resource(default, "act")["Properties"]["ReservedConcurrentExecutions"] == 1
+def test_act_is_bounded_and_forecast_bounded(default: Synth) -> None:
+    assert function_resource(default, "act")["Properties"]["ReservedConcurrentExecutions"] == 2
     assert function_resource(default, "forecast")["Properties"]["ReservedConcurrentExecutions"] == 10
     for name in ("collect", "plan", "react", "rightsize"):
         assert "ReservedConcurrentExecutions" not in function_resource(default, name)["Properties"]
@@ -232,6 +233,7 @@ def test_schedule_expressions_drive_the_right_functions(default: Synth) -> None:
         "rightsize": "rate(1 hour)",
     }
     seen: dict[str, str] = {}
+    act_queue = {"Fn::GetAtt": [logical_id(default, default.stack.schedules.act_queue), "Arn"]}
     for props in rule_targets(default).values():
         if "ScheduleExpression" not in props:
             continue
@@ -239,6 +241,8 @@ def test_schedule_expressions_drive_the_right_functions(default: Synth) -> None:
         for name in expected:
             if target["Arn"] == {"Fn::GetAtt": [logical_id(default, default.stack.functions[name].function), "Arn"]}:
                 seen[name] = props["ScheduleExpression"]
+        if target["Arn"] == act_queue:  # act's sweep goes through its queue, like its decisions
+            seen["act"] = props["ScheduleExpression"]
     assert seen == expected
 
 
@@ -250,11 +254,36 @@ def bus_routes(synth: Synth) -> dict[str, list[tuple[Any, list[str]]]]:
         if props.get("EventBusName") != {"Ref": bus}:
             continue
         (target,) = props["Targets"]
-        for name in ("collect", "plan", "act", "react"):
-            if target["Arn"]["Fn::GetAtt"][0] == logical_id(synth, synth.stack.functions[name].function):
+        receivers = {name: synth.stack.functions[name].function for name in ("collect", "plan", "react")}
+        for name, receiver in [*receivers.items(), ("act", synth.stack.schedules.act_queue)]:
+            if target["Arn"]["Fn::GetAtt"][0] == logical_id(synth, receiver):
                 pattern = props["EventPattern"]
                 routes.setdefault(name, []).append((pattern["source"], pattern["detail-type"]))
     return routes
+
+
+def test_act_takes_its_queue_in_batches_with_partial_failures_and_bounded_pollers(default: Synth) -> None:
+    """EventBridge → act's queue → act: batches, `ReportBatchItemFailures`, at most act's reserved
+    concurrency of pollers (so no batch is throttled back to the queue), and a redrive to act's DLQ."""
+    (mapping,) = default.resources("AWS::Lambda::EventSourceMapping").values()
+    props = mapping["Properties"]
+    act = function_resource(default, "act")["Properties"]
+    queue_id = logical_id(default, default.stack.schedules.act_queue)
+    assert props["EventSourceArn"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+    assert props["FunctionName"] == {"Ref": logical_id(default, default.stack.functions["act"].function)}
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["BatchSize"] > 10 and 0 < props["MaximumBatchingWindowInSeconds"] <= 60
+    assert props["ScalingConfig"]["MaximumConcurrency"] == act["ReservedConcurrentExecutions"] >= 2
+    queue = default.resources("AWS::SQS::Queue")[queue_id]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * act["Timeout"] + props["MaximumBatchingWindowInSeconds"]
+    redrive = queue["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {
+        "Fn::GetAtt": [logical_id(default, default.stack.functions["act"].dlq), "Arn"]
+    }
+    assert redrive["maxReceiveCount"] >= 5
+    # each act process paces its Lambda calls at the account's 15/s shared by the concurrent ones
+    env = act["Environment"]["Variables"]
+    assert float(env["LAMBDA_CALLS_PER_SECOND"]) * act["ReservedConcurrentExecutions"] <= 15.0
 
 
 def test_custom_bus_routes_internal_events_only_from_forescale_and_demand_only_from_producers(default: Synth) -> None:
@@ -399,7 +428,16 @@ def test_alarms_cover_every_dlq_and_every_function(synthesis: Synthesis, which: 
         if a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
         for d in a["Properties"]["Dimensions"]
     }
-    assert watched_queues == set(synth.resources("AWS::SQS::Queue"))
+    aged_queues = {
+        d["Value"]["Fn::GetAtt"][0]
+        for a in alarms
+        if a["Properties"]["MetricName"] == "ApproximateAgeOfOldestMessage"
+        for d in a["Properties"]["Dimensions"]
+    }
+    # every DLQ alarms on depth; act's input queue, which holds messages normally, on its oldest's age
+    assert aged_queues == {logical_id(synth, synth.stack.schedules.act_queue)}
+    assert watched_queues | aged_queues == set(synth.resources("AWS::SQS::Queue"))
+    assert not watched_queues & aged_queues
     for metric in ("Errors", "Throttles"):
         watched = {
             d["Value"]["Ref"]

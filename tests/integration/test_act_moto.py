@@ -803,6 +803,20 @@ def test_the_handler_rejects_a_malformed_event_loudly(world: World, handler_env:
         handler_env.handler(event, LambdaContextStub("forescale-act"))
 
 
+def _sqs_record(message_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"rh-{message_id}",
+        "body": json.dumps(body),
+        "attributes": {},
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:forescale-act",
+        "awsRegion": REGION,
+    }
+
+
 def test_the_handler_applies_an_sqs_batch_together_and_hands_back_a_bad_record(
     world: World, handler_env: ModuleType
 ) -> None:
@@ -814,24 +828,11 @@ def test_the_handler_applies_an_sqs_batch_together_and_hands_back_a_bad_record(
     bad = _decision_event(details[0], "evt-bad")
     bad["detail"]["capacity"] = -3
 
-    def record(message_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "messageId": message_id,
-            "receiptHandle": f"rh-{message_id}",
-            "body": json.dumps(body),
-            "attributes": {},
-            "messageAttributes": {},
-            "md5OfBody": "",
-            "eventSource": "aws:sqs",
-            "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:forescale-act",
-            "awsRegion": REGION,
-        }
-
     event = {
         "Records": [
-            record("m-1", _decision_event(details[0], "evt-1")),
-            record("m-2", bad),
-            record("m-3", _decision_event(details[1], "evt-3")),
+            _sqs_record("m-1", _decision_event(details[0], "evt-1")),
+            _sqs_record("m-2", bad),
+            _sqs_record("m-3", _decision_event(details[1], "evt-3")),
         ]
     }
     world.faults.attach(handler_env._default_client("lambda"))
@@ -841,3 +842,34 @@ def test_the_handler_applies_an_sqs_batch_together_and_hands_back_a_bad_record(
     assert response == {"batchItemFailures": [{"itemIdentifier": "m-2"}]}
     assert [world.status(d).status for d in details] == [S.IN_FLIGHT, S.IN_FLIGHT]
     assert world.faults.mutations() == {"PutProvisionedConcurrencyConfig": 2}
+
+
+def test_schedule_events_in_an_sqs_batch_run_one_sweep_after_the_decisions(
+    world: World, handler_env: ModuleType
+) -> None:
+    # Given act's queue (the stack routes act's schedule through it too) holding a DecisionMade for one
+    # target, and, a minute after another target's change went in flight, two schedule events
+    for name in ("orders", "search"):
+        world.function(name)
+        world.target(pc_target(name))
+    earlier = world.decide("orders", 4)
+    context = LambdaContextStub("forescale-act")
+    handler_env.handler({"Records": [_sqs_record("m-0", _decision_event(earlier, "evt-0"))]}, context)
+    assert world.status(earlier).status is S.IN_FLIGHT
+    world.clock.advance(61)
+    later = world.decide("search", 6, at=int(START) + 61)
+    event = {
+        "Records": [
+            _sqs_record("m-1", scheduled_event(int(START) + 60, "forescale-act-sweep")),
+            _sqs_record("m-2", _decision_event(later, "evt-2")),
+            _sqs_record("m-3", scheduled_event(int(START) + 120, "forescale-act-sweep")),
+        ]
+    }
+    world.faults.attach(handler_env._default_client("lambda"))
+    # When act's handler gets the batch
+    response = handler_env.handler(event, context)
+    # Then the decision is applied and the sweep (once) finishes the change in flight; nothing goes back
+    assert response == {"batchItemFailures": []}
+    assert world.status(later).status is S.IN_FLIGHT
+    assert world.status(earlier).status is S.APPLIED
+    assert world.faults.mutations() == {"PutProvisionedConcurrencyConfig": 1}

@@ -86,6 +86,14 @@ def test_schedules_and_invocations_per_minute(bench: tuple[FleetRun, Counter[str
     assert stages["collect"]["invocations_per_min"] == 1.0
     assert stages["forecast"]["invocations_per_min"] == pytest.approx(1 / 5)
     assert stages["act"]["invocations_per_min"] >= 1.0
+    # act takes its decisions and its schedule from its queue in batches (the stack's SQS event source):
+    # no invocation per event, and one a minute here (each minute's records fit one batch)
+    assert {r.trigger for r in run.invocations if r.stage == "act"} == {"batch"}
+    assert stages["act"]["invocations_per_min"] == 1.0
+    # quiet targets' re-reads and GetAccountSettings are counted apart: they do not grow with the fleet
+    act = run.stages["act"]
+    assert 0 <= act.lambda_bounded <= act.lambda_control_plane
+    assert act.lambda_bounded >= act.calls[("lambda", "GetAccountSettings")]
     # a SamplesCollected for every minute some target was read (each target every POLL_EVERY_MINUTES-th)
     poll = int(deployed_config(TARGETS).env["POLL_EVERY_MINUTES"])
     assert stages["plan"]["invocations_per_min"] >= 1.0 / poll

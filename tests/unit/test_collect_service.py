@@ -315,6 +315,39 @@ def test_given_pushed_demand_for_a_minute_then_the_next_collect_writes_that_minu
     assert store.written == [("a", m[2])]  # one source per target: CloudWatch's value is restored
 
 
+class ListingStore(InMemoryStateStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.listings = 0
+
+    def list_targets(self) -> list[TargetConfig]:
+        self.listings += 1
+        return super().list_targets()
+
+
+def test_given_a_listing_interval_then_a_warm_service_lists_targets_that_often_and_on_request() -> None:
+    # Given a warm service that lists the registered targets at most every 15 minutes
+    store = ListingStore()
+    store.put_target(lam("a"))
+    fake = FakeMetrics()
+    svc = CollectService(store, fake, RecordingPublisher(), metric_delay_s=DELAY, list_every_s=900)
+    svc.collect(NOW)
+    # When a target is registered and the next runs come within the interval
+    store.put_target(lam("b"))
+    svc.collect(NOW + 60)
+    svc.collect(NOW + 840)
+    # Then they read the listed targets only, from one listing
+    assert store.listings == 1 and [names for names, _, _ in fake.reads] == [["a"]] * 3
+    # and the run after the interval (or after forget_listing) lists again and reads the new target
+    svc.collect(NOW + 900)
+    svc.forget_listing()
+    svc.collect(NOW + 960)
+    assert store.listings == 3 and [names for names, _, _ in fake.reads[3:]] == [["a", "b"]] * 2
+    # and a clock that went back (a replayed event) lists again rather than trusting a listing from its future
+    svc.collect(NOW)
+    assert store.listings == 4
+
+
 def test_given_no_registered_target_then_nothing_is_read_or_published() -> None:
     fake = FakeMetrics()
     pub = RecordingPublisher()

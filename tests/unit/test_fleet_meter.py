@@ -7,6 +7,7 @@ operations" (read-write-operations.html), "Calculating PutEvents event entry siz
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 
@@ -124,3 +125,64 @@ def test_price_table_has_a_source_for_every_price() -> None:
     assert prices.DYNAMODB_WRITE.per_unit == pytest.approx(0.625e-6)
     assert prices.DYNAMODB_READ.per_unit == pytest.approx(0.125e-6)
     assert "| DynamoDB read request units |" in prices.markdown_table()
+
+
+# ---------------------------------------------------------------- derivations at 10,000 targets
+
+
+def _deployed(act_concurrency: int = 2, rate: float = 7.5) -> Any:
+    from forescale.demo.fleet_bench import Deployed
+
+    return Deployed(
+        memory_mb={"act": 256},
+        timeout_s={"act": 55},
+        schedule_minutes={"act": 1},
+        env={"LAMBDA_CALLS_PER_SECOND": repr(rate)},
+        architecture="ARM_64",
+        shard_count=1,
+        shard_size=10_000,
+        act_concurrency=act_concurrency,
+        act_batch_size=500,
+    )
+
+
+@pytest.mark.parametrize(
+    ("calls", "bounded", "per_min_10k"),
+    [
+        (300, 0, 300 / 30 * 100),  # every call comes with changes: scaled with the fleet
+        (300, 100, 200 / 30 * 100 + 30 * 2 + 2),  # bounded ones capped: 30 reads of ≤ 2 calls, 1 account read each
+        (300, 1, 299 / 30 * 100 + 1 / 30 * 100),  # fewer bounded calls than the cap: scaled, not raised to it
+    ],
+)
+@pytest.mark.parametrize("first_reads", [0, 20])  # a target's first read ever is not a steady-state rate
+def test_lambda_calls_at_10k_scale_changes_and_cap_bounded_reads(
+    calls: int, bounded: int, per_min_10k: float, first_reads: int
+) -> None:
+    from forescale.demo.fleet_bench import lambda_calls_per_min_10k
+    from forescale.demo.fleet_meter import StageTotals
+
+    t = StageTotals(lambda_control_plane=calls + first_reads, lambda_bounded=bounded, lambda_first_reads=first_reads)
+    assert lambda_calls_per_min_10k(t, 100, 30, _deployed()) == pytest.approx(per_min_10k)
+
+
+def test_act_at_10k_spreads_its_work_over_invocations_and_fails_past_its_processes_seconds() -> None:
+    from forescale.demo.fleet_bench import InvocationRecord, act_at_10k
+
+    rec = InvocationRecord("act", 0, "batch", 100, 0.01, None, 2.0, 10, 0, True)
+    # 100 targets, 1 minute: at 10,000, 1 s CPU (x 6.9 at 256 MB), 10 s of call latency, 600 calls / 7.5 per s
+    fits = act_at_10k([rec], 100, 1, _deployed(), 600.0, 10.0)
+    busy = 1 * 1769 / 256 + 10 + 80
+    assert fits["busy_s_per_min"] == pytest.approx(busy) and fits["capacity_s_per_min"] == 120
+    assert fits["invocations_per_min"] == -(-busy // 45) and fits["duration_max_s"] <= 45
+    # twice the Lambda calls need more seconds than two processes have in a minute
+    over = act_at_10k([rec], 100, 1, _deployed(), 1200.0, 10.0)
+    assert over["busy_s_per_min"] > 120 and over["duration_max_s"] > 55
+
+
+def test_listing_events_at_10k_stay_under_put_events_limit_whatever_the_model_name() -> None:
+    from forescale.demo.fleet_bench import listing_payloads_10k
+
+    short, long = listing_payloads_10k("Naive"), listing_payloads_10k("SeasonalNaive+AutoETS+MSTL" * 3)
+    for sizes in (short, long):
+        assert set(sizes) == {"collect", "forecast"}
+        assert all(100 < kb <= 256 for kb in sizes.values())  # many names, sized by bytes: near, never over

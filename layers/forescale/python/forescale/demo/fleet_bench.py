@@ -94,6 +94,16 @@ class Deployed:
     architecture: str
     shard_count: int
     shard_size: int
+    act_concurrency: int = 1  # act processes at once (reserved concurrency = its queue's maximum concurrency)
+    act_batch_size: int = 1  # records per act invocation from its queue
+
+
+def _infra_constant(module: str, name: str) -> int:
+    """An integer constant of an infra module, read from its source (importing it starts the CDK's jsii)."""
+    m = re.search(rf"^{name} = (\d+)", (INFRA_DIR / "forescale_infra" / module).read_text(), re.M)
+    if not m:
+        raise ValueError(f"infra/forescale_infra/{module} has no integer constant {name}")
+    return int(m.group(1))
 
 
 def _schedule_minutes(expression: str) -> int:
@@ -116,6 +126,7 @@ def deployed_config(targets: int) -> Deployed:
     arch = re.search(
         r"^ARCHITECTURE = lambda_\.Architecture\.(\w+)", (INFRA_DIR / "forescale_infra/functions.py").read_text(), re.M
     )
+    act_concurrency = _infra_constant("functions.py", "ACT_CONCURRENCY")
     env = {
         "POWERTOOLS_LOG_LEVEL": "INFO",
         "SAMPLE_TTL_DAYS": str(config.sample_ttl_days),
@@ -133,7 +144,7 @@ def deployed_config(targets: int) -> Deployed:
         "HORIZON_S": str(config.forecast_horizon_s),
         "SHARD_COUNT": str(sized.forecast_shard_count),
         "HISTORY_WARMUP_S": "86400",
-        "LAMBDA_CALLS_PER_SECOND": repr(config.act_lambda_calls_per_second),
+        "LAMBDA_CALLS_PER_SECOND": repr(config.act_lambda_calls_per_second / act_concurrency),
         "LEASE_S": "120",
         "ROLLBACK_ALARM_NAMES": ",".join(config.rollback_alarm_names),
         "ALARM_PREFIX": config.alarm_prefix,
@@ -151,6 +162,8 @@ def deployed_config(targets: int) -> Deployed:
         architecture=arch.group(1) if arch else "ARM_64",
         shard_count=sized.forecast_shard_count,
         shard_size=config.forecast_shard_size,
+        act_concurrency=act_concurrency,
+        act_batch_size=_infra_constant("events.py", "ACT_BATCH_SIZE"),
     )
 
 
@@ -352,6 +365,38 @@ def metered_pacing(meter: Meter) -> Iterator[None]:
         lambda_support.pacing = original
 
 
+@contextlib.contextmanager
+def bounded_reads(meter: Meter) -> Iterator[None]:
+    """act's rotation (at most `rotation_per_sweep` quiet targets a sweep) and its re-reads of quiet
+    targets (at most `reconcile_reads_per_sweep`) are bounded whatever the fleet: counted apart."""
+    from forescale.runtime.act.service import ActService
+
+    originals = {name: getattr(ActService, name) for name in ("_reconcile_quiet", "_rotate")}
+
+    def bounded(original: Callable[..., None]) -> Callable[..., None]:
+        def call(self: Any, *args: Any, **kwargs: Any) -> None:
+            with meter.bounded_work():
+                original(self, *args, **kwargs)
+
+        return call
+
+    for name, original in originals.items():
+        setattr(ActService, name, bounded(original))
+    read_first = ActService._read_first
+
+    def first(cfg: Any, actuator: Any) -> Any:
+        with meter.first_read():
+            return read_first(cfg, actuator)
+
+    ActService._read_first = staticmethod(first)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(ActService, name, original)
+        ActService._read_first = staticmethod(read_first)  # type: ignore[method-assign]
+
+
 class _LogSink(io.TextIOBase):
     """The functions' stdout (EMF metrics) and Powertools logs, as CloudWatch Logs would ingest them:
     counted in bytes per invocation, and the EMF metric identities kept (each is a custom metric)."""
@@ -405,6 +450,7 @@ class FleetRun:
     wall_s: float = 0.0
     setup_s: float = 0.0
     unrecorded_calls: int = 0
+    payload_kb_10k: dict[str, float] = field(default_factory=dict)  # stage -> largest listing request at 10,000
 
 
 def _event_targets(event: dict[str, Any], everything: int) -> int:
@@ -465,6 +511,7 @@ def run_fleet(opts: FleetOptions, log: Callable[[str], None] = print) -> FleetRu
             stack.enter_context(direct_dynamodb_answers())
             stack.enter_context(moto_excluded(meter))
             stack.enter_context(metered_pacing(meter))
+            stack.enter_context(bounded_reads(meter))
             moto_extension.install(clock=lambda: clock_now[0])
             stack.callback(moto_extension.reset)
             moto_extension.set_account_concurrency_limit(10_000_000)  # a fleet account's raised quota
@@ -497,6 +544,10 @@ def run_fleet(opts: FleetOptions, log: Callable[[str], None] = print) -> FleetRu
             # A warm process: the forecaster's statsforecast import (its cold start) is not the refit's work.
             importlib.import_module("forescale.forecasting.statsforecast_adapter")
             routed = {sub.function: sub for sub in local.router.subscriptions}
+            # As the stack deploys it: DecisionMade (and act's schedule) go to act's queue, and act takes
+            # them in batches (an SQS event source), not one invocation per event.
+            routed["act"].detail_types = frozenset()
+            act_queue = ActQueue(local.clients["sqs"], local.clients["events"], TABLE, deployed.act_batch_size)
             handlers = {
                 "collect": routed["collect"].handler,
                 "act": routed["act"].handler,
@@ -507,6 +558,8 @@ def run_fleet(opts: FleetOptions, log: Callable[[str], None] = print) -> FleetRu
             def metered(stage: str, fn: Callable[[dict[str, Any], Any], Any]) -> Callable[[dict[str, Any], Any], Any]:
                 def call(event: dict[str, Any], context: Any) -> Any:
                     trigger = str(event.get("detail-type", "shard" if "shard" in event else "?"))
+                    if "Records" in event:
+                        trigger = "batch"
                     with meter.invocation(stage, trigger, _event_targets(event, opts.targets), trace_memory[0]):
                         return fn(event, context)
 
@@ -550,12 +603,15 @@ def run_fleet(opts: FleetOptions, log: Callable[[str], None] = print) -> FleetRu
                         meter.recording = False
                 run.failed_deliveries += [f"{d.function}: {d.error}" for d in local.router.drain() if not d.ok]
                 if _due(deployed.schedule_minutes["act"], k):
-                    scheduled["act"](scheduled_event(now, "forescale-act-sweep"), LambdaContextStub("act"))
+                    act_queue.send(scheduled_event(now, "forescale-act-sweep"))
+                for failed in act_queue.deliver(scheduled["act"], LambdaContextStub("act")):
+                    run.failed_deliveries.append(f"act: record {failed} handed back")
                 run.failed_deliveries += [f"{d.function}: {d.error}" for d in local.router.drain() if not d.ok]
                 progress.update(k + 1)
             progress.close()
             meter.recording = False
             run.items_by_kind = _table_items()
+            run.payload_kb_10k = listing_payloads_10k(_longest_model())
             for url in local.dlqs.values():
                 attrs = local.clients["sqs"].get_queue_attributes(
                     QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
@@ -572,6 +628,63 @@ def run_fleet(opts: FleetOptions, log: Callable[[str], None] = print) -> FleetRu
         run.baseline_rss_mb = {s: cold_import_rss_mb(s) for s in STAGES}
     run.wall_s = time.perf_counter() - t_wall
     return run
+
+
+class ActQueue:
+    """act's input queue as the stack builds it, in moto: an EventBridge rule copies DecisionMade from the
+    bus to the queue, the schedule is sent to it, and `deliver` plays the SQS event source (one batch of
+    up to `batch_size` records per call, the minute's batching window; records the handler reports in
+    `batchItemFailures` stay on the queue, the others are deleted)."""
+
+    def __init__(self, sqs: Any, events: Any, bus: str, batch_size: int) -> None:
+        self.sqs, self.batch_size = sqs, batch_size
+        self.url = sqs.create_queue(QueueName=f"{bus}-act")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        rule = f"{bus}-route-decisions"
+        pattern = {"source": ["forescale"], "detail-type": ["forescale.DecisionMade"]}
+        events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps(pattern))
+        events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "act-queue", "Arn": arn}])
+        self.arn = arn
+
+    def send(self, event: dict[str, Any]) -> None:
+        self.sqs.send_message(QueueUrl=self.url, MessageBody=json.dumps(event))
+
+    def deliver(self, act: Callable[[dict[str, Any], Any], Any], context: Any) -> list[str]:
+        """One act invocation with what the queue holds (up to the batch size); the ids handed back."""
+        messages: list[dict[str, Any]] = []
+        while len(messages) < self.batch_size:
+            got = self.sqs.receive_message(
+                QueueUrl=self.url, MaxNumberOfMessages=min(10, self.batch_size - len(messages))
+            ).get("Messages", [])
+            if not got:
+                break
+            messages += got
+        if not messages:
+            return []
+        records = []
+        for m in messages:
+            body = json.loads(m["Body"])
+            body.setdefault("account", "123456789012")  # moto's SQS copy of an event lacks it
+            records.append(
+                {
+                    "messageId": m["MessageId"],
+                    "receiptHandle": m["ReceiptHandle"],
+                    "body": json.dumps(body),
+                    "attributes": {},
+                    "messageAttributes": {},
+                    "md5OfBody": m["MD5OfBody"],
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": self.arn,
+                    "awsRegion": REGION,
+                }
+            )
+        response = act({"Records": records}, context) or {}
+        failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        for k in range(0, len(done), 10):
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[k : k + 10])]
+            self.sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
+        return sorted(failed)
 
 
 def _due(every_minutes: int, k: int) -> bool:
@@ -613,6 +726,57 @@ def _table_items() -> dict[str, tuple[int, float]]:
                 )
                 sizes.setdefault(kind, []).append(item_size(attrs))
     return {k: (len(v), sum(v) / len(v)) for k, v in sizes.items()}
+
+
+def _longest_model() -> str:
+    """The longest model name among the stored forecasts (ForecastReady carries one per target)."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    longest = "AutoETS"
+    for account in dynamodb_backends.values():
+        for backend in account.values():
+            table = backend.tables.get(TABLE)
+            for item in table.all_items() if table is not None else ():
+                model = item.to_json()["Attributes"].get("model", {}).get("S")
+                if model and len(model) > len(longest):
+                    longest = model
+    return longest
+
+
+def listing_payloads_10k(model: str) -> dict[str, float]:
+    """The largest PutEvents request (KB) of SamplesCollected (collect) and ForecastReady (forecast, one shard
+    of 10,000) at 10,000 targets, built by the functions' own byte-sized chunking from 10,000 names as long as
+    the bench's longest, every one missing and every forecast with the longest model seen: measured bytes, not
+    a linear extrapolation (the events are sized by bytes, so their size is not linear in the fleet)."""
+    from types import SimpleNamespace
+
+    from forescale.demo.fleet_meter import put_events_entry_size
+    from forescale.runtime.collect import chunk_collected
+    from forescale.runtime.forecast import ForecastService, ForecastSummary
+
+    names = [f"t{i:05d}-gpu-endpoint" for i in range(DERIVED_TARGETS)]  # the longest archetype name
+    built: dict[str, list[Any]] = {"collect": list(chunk_collected(0, names, set(names)))}
+    captured: list[Any] = []
+    publisher = SimpleNamespace(publish=lambda _type, details: captured.extend(details))
+    ForecastService._announce(
+        SimpleNamespace(publisher=publisher),  # type: ignore[arg-type]  # _announce uses only the publisher
+        0,
+        0,
+        ForecastSummary(models=dict.fromkeys(names, model)),
+    )
+    built["forecast"] = captured
+    out: dict[str, float] = {}
+    for stage, details in built.items():
+        detail_type = "forescale.SamplesCollected" if stage == "collect" else "forescale.ForecastReady"
+        sizes = [
+            put_events_entry_size(
+                {"Source": "forescale", "DetailType": detail_type, "Detail": d.model_dump_json(), "EventBusName": TABLE}
+            )
+            for d in details
+        ]
+        requests = [sum(sizes[k : k + ENTRIES_PER_REQUEST]) for k in range(0, len(sizes), ENTRIES_PER_REQUEST)]
+        out[stage] = max(requests, default=0) / 1024
+    return out
 
 
 def cold_import_rss_mb(stage: str) -> float:
@@ -780,17 +944,26 @@ def stage_figures(run: FleetRun, stage: str) -> StageFigures:
     request_kb_10k = _request_kb_10k(t, n)
     if stage == "forecast" and run.refit_totals is not None:
         request_kb_10k = max(request_kb_10k, _request_kb_10k(run.refit_totals, n))
+    if stage in run.payload_kb_10k:  # built at 10,000 by the functions' own chunking (measured bytes)
+        request_kb_10k = max(run.payload_kb_10k[stage], t.max_request_bytes / 1024)
     sweep = [r for r in recs if r.trigger == "Scheduled Event"]
+    lambda_per_min_10k = lambda_calls_per_min_10k(t, n, m, d)
     at_10k = {
         "invocations_per_min": inv_10k,
         "cpu_max_s": cpu_10k,
         "duration_max_s": dur_10k,
         "peak_mb": (baseline or 0) + growth_10k if growth_10k is not None else float("nan"),
         "max_request_kb": request_kb_10k,
-        "lambda_control_plane_per_s": t.lambda_control_plane / tm * DERIVED_TARGETS / 60,
+        "lambda_control_plane_per_s": lambda_per_min_10k / 60,
+        "lambda_bounded_per_target_min": t.lambda_bounded / tm,
+        "lambda_first_reads": float(t.lambda_first_reads),
         "sweep_limiter_s": max((r.waited_s for r in sweep), default=0.0) * DERIVED_TARGETS / n,
         "xray_usd": _xray_traces_per_month(inv_10k) / DERIVED_TARGETS * prices.XRAY_TRACE.per_unit,
     }
+    if stage == "act" and recs:
+        at_10k |= act_at_10k(recs, n, m, d, lambda_per_min_10k, t.changes / m * DERIVED_TARGETS / n)
+        inv_10k = at_10k["invocations_per_min"]
+        at_10k["xray_usd"] = _xray_traces_per_month(inv_10k) / DERIVED_TARGETS * prices.XRAY_TRACE.per_unit
     lambda_requests_10k = inv_10k / DERIVED_TARGETS * prices.MONTH_MINUTES * prices.LAMBDA_REQUEST.per_unit
     at_10k["usd"] = (
         sum(v for k, v in usd.items() if k not in ("Lambda requests", "X-Ray"))
@@ -828,8 +1001,61 @@ def stage_figures(run: FleetRun, stage: str) -> StageFigures:
     )
 
 
+def lambda_calls_per_min_10k(t: StageTotals, n: int, m: int, d: Deployed) -> float:
+    """Lambda control-plane calls a minute at 10,000 targets, in steady state: those that come with changes
+    and decisions scale with the fleet; the bounded ones (quiet targets' re-reads, at most
+    `reconcile_reads_per_sweep` a sweep of at most 2 calls each; GetAccountSettings, once a minute per act
+    process) do not; a target's first read ever (the fleet's first minutes) is reported apart, not a rate."""
+    from forescale.runtime.act.service import ActOptions
+
+    scale = DERIVED_TARGETS / n
+    per_change = (t.lambda_control_plane - t.lambda_bounded - t.lambda_first_reads) / m * scale
+    cap = ActOptions().reconcile_reads_per_sweep * 2 * (60 / d.schedule_minutes["act"]) / 60 + d.act_concurrency
+    return per_change + min(t.lambda_bounded / m * scale, cap)
+
+
+def act_at_10k(
+    recs: list[InvocationRecord], n: int, m: int, d: Deployed, lambda_per_min: float, changes_per_min: float
+) -> dict[str, float]:
+    """act at 10,000 targets: its work a minute (CPU at the memory's vCPU share, call latency, and the
+    limiter's seconds for the Lambda calls at 10,000) spread over invocations that each stop starting
+    decisions 10 s before the timeout; it fits when that work fits the seconds its processes have. The
+    work that comes with decisions scales with the fleet; the rotation's is bounded per sweep."""
+    from forescale.runtime.act.service import ActOptions
+
+    memory, timeout = d.memory_mb["act"], d.timeout_s["act"]
+    scale = DERIVED_TARGETS / n
+    # The rotation visits min(N, rotation_per_sweep) targets a sweep: at 10,000 that many, not 10,000.
+    rotation = ActOptions().rotation_per_sweep
+    bounded_scale = rotation / min(n, rotation)
+    untraced = [r for r in recs if r.peak_bytes is None] or recs  # tracemalloc slows the CPU it would measure
+    per_rec = len(recs) / len(untraced)
+    cpu_per_min = (
+        sum((r.cpu_s - r.bounded_cpu_s) * scale + r.bounded_cpu_s * bounded_scale for r in untraced) * per_rec / m
+    )
+    calls_per_min = sum((r.calls - r.bounded_calls) * scale + r.bounded_calls * bounded_scale for r in recs) / m
+    latency_per_min = calls_per_min * ASSUMED_CALL_LATENCY_S
+    rate = float(d.env["LAMBDA_CALLS_PER_SECOND"])  # each process's share of the account's rate
+    busy_s = _wall_s(cpu_per_min, memory) + latency_per_min + lambda_per_min / rate
+    usable_s = timeout - ActOptions().stop_with_s_left
+    capacity_s = d.act_concurrency * 60.0
+    invocations = max(math.ceil(busy_s / usable_s), math.ceil(changes_per_min / d.act_batch_size), 1)
+    fits = busy_s <= capacity_s
+    return {
+        "invocations_per_min": float(invocations),
+        "cpu_max_s": cpu_per_min / invocations,
+        "duration_max_s": min(busy_s / invocations, usable_s) if fits else busy_s / d.act_concurrency,
+        "busy_s_per_min": busy_s,
+        "capacity_s_per_min": capacity_s,
+    }
+
+
 def _gb_s_price(d: Deployed) -> prices.Price:
     return prices.LAMBDA_GB_S_ARM if d.architecture == "ARM_64" else prices.LAMBDA_GB_S_X86
+
+
+SQS_IDLE_POLLS_PER_MIN = 15.0  # 5 pollers x 3 long polls of 20 s a minute (assumed, not measured)
+FLEET_SQS_POLLING = "SQS polling and sweep (act's queue)"  # a fleet-level cost: shared by its targets
 
 
 def fleet_costs(run: FleetRun) -> dict[str, float]:
@@ -851,6 +1077,19 @@ def fleet_costs(run: FleetRun) -> dict[str, float]:
             bytes_per_target += count / n * (mean + 100)
     per_target["DynamoDB storage"] = bytes_per_target / 2**30 * prices.DYNAMODB_STORAGE.per_unit
     per_target["Custom metrics (EMF)"] = run.custom_metrics * prices.CUSTOM_METRIC.per_unit / n
+    # act's queue (derived): per record, EventBridge's SendMessage plus a tenth of a ReceiveMessage and of a
+    # DeleteMessageBatch (10 records each); the event source's pollers' long polls while it is idle (an
+    # assumption: 5 pollers, 20 s each) and the sweep's schedule record are the fleet's, shared by its targets.
+    plan = run.stages.get("plan") or StageTotals()
+    records_per_target_min = plan.entries_by_type["forescale.DecisionMade"] / n / max(1, run.minutes)
+    per_record = records_per_target_min * (1 + 2 / ENTRIES_PER_REQUEST)
+    per_target["SQS (act's queue)"] = per_record * prices.MONTH_MINUTES * prices.SQS_REQUEST.per_unit
+    per_target[FLEET_SQS_POLLING] = (
+        (SQS_IDLE_POLLS_PER_MIN + 1.2 / d.schedule_minutes["act"])
+        * prices.MONTH_MINUTES
+        * prices.SQS_REQUEST.per_unit
+        / n
+    )
     refit = run.refit_totals or StageTotals()
     refit_cpu = sum(r.cpu_s for r in run.refit_cycle)
     mem = d.memory_mb["forecast"]
@@ -902,6 +1141,7 @@ def result_json(run: FleetRun) -> dict[str, Any]:
         "dlq_messages": run.dlq_messages,
         "failed_deliveries": run.failed_deliveries[:20],
         "harness_calls": run.stages.get(HARNESS, StageTotals()).total_calls,
+        "payload_kb_10k": run.payload_kb_10k,
     }
 
 

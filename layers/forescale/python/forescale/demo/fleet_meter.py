@@ -59,6 +59,8 @@ CHANGES = frozenset(
         "RegisterScalableTarget",
     }
 )
+# Read at most once a minute per act process (AccountHeadroom's cache), whatever the fleet.
+LAMBDA_BOUNDED_OPERATIONS = frozenset({"GetAccountSettings"})
 HARNESS = "harness"  # calls made outside any function invocation (setup, metrics publishing, event routing)
 
 
@@ -158,6 +160,10 @@ class StageTotals:
     entries_by_type: Counter[str] = field(default_factory=Counter)
     control_plane: Counter[str] = field(default_factory=Counter)  # service -> calls
     lambda_control_plane: int = 0
+    # Of those, calls of work act bounds whatever the fleet: re-reads of quiet targets (at most
+    # `reconcile_reads_per_sweep` a sweep) and GetAccountSettings (cached a minute per process).
+    lambda_bounded: int = 0
+    lambda_first_reads: int = 0  # of the others, a target's first read ever (once in its life)
     changes: int = 0
     largest_item: dict[str, int] = field(default_factory=dict)  # item kind (SK prefix) -> bytes written
     approximate_reads: int = 0  # reads whose billed size could not be known exactly (filters/projections)
@@ -181,6 +187,10 @@ class InvocationRecord:
     calls: int
     log_bytes: int
     ok: bool
+    # Of cpu_s and calls, the part spent in work the function bounds per run whatever the fleet (act's
+    # rotation over at most `rotation_per_sweep` quiet targets, its re-reads of quiet targets).
+    bounded_cpu_s: float = 0.0
+    bounded_calls: int = 0
 
 
 class _DynamoImages:
@@ -263,6 +273,10 @@ class Meter:
         self._waited = 0.0
         self._installed: list[tuple[Any, str]] = []
         self.unrecorded = 0  # calls seen while not recording (set-up, warm-up)
+        self._bounded = False
+        self._first_read = False
+        self._bounded_cpu = 0.0
+        self._bounded_calls = 0
 
     def totals(self, stage: str) -> StageTotals:
         if stage not in self.stages:
@@ -296,6 +310,29 @@ class Meter:
             self._excluded_cpu += self._cpu() - t0
             self._depth -= 1
 
+    @contextmanager
+    def bounded_work(self) -> Iterator[None]:
+        """Work inside (calls and CPU) is work the function bounds per run whatever the fleet (counted apart)."""
+        if self._bounded:
+            yield
+            return
+        self._bounded = True
+        t0, excluded0 = self._cpu(), self._excluded_cpu
+        try:
+            yield
+        finally:
+            self._bounded = False
+            self._bounded_cpu += self._cpu() - t0 - (self._excluded_cpu - excluded0)
+
+    @contextmanager
+    def first_read(self) -> Iterator[None]:
+        """Lambda calls inside read a target for the first time ever: counted apart (once per target)."""
+        previous, self._first_read = self._first_read, True
+        try:
+            yield
+        finally:
+            self._first_read = previous
+
     def add_log_bytes(self, n: int) -> None:
         self._log_bytes += n
 
@@ -307,8 +344,8 @@ class Meter:
         """Attribute the calls inside to `stage` and record the invocation's CPU, memory and waits."""
         previous = self.stage
         self.stage = stage
-        self._calls_in_invocation = self._log_bytes = 0
-        self._waited = 0.0
+        self._calls_in_invocation = self._log_bytes = self._bounded_calls = 0
+        self._waited = self._bounded_cpu = 0.0
         excluded0 = self._excluded_cpu
         if trace_memory:
             tracemalloc.start()
@@ -330,7 +367,7 @@ class Meter:
                 self.invocations.append(
                     InvocationRecord(
                         stage, self.minute, trigger, targets, cpu, peak, self._waited,
-                        self._calls_in_invocation, self._log_bytes, ok,
+                        self._calls_in_invocation, self._log_bytes, ok, self._bounded_cpu, self._bounded_calls,
                     )
                 )  # fmt: skip
             self.stage = previous
@@ -355,7 +392,7 @@ class Meter:
             old: Any = None
             if service == "dynamodb":
                 old = self._old_images(model.name, params)
-            context["fleet_meter"] = (self.stage, params, old)
+            context["fleet_meter"] = (self.stage, params, old, self._bounded, self._first_read)
 
     def _after(self, http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         seen = context.pop("fleet_meter", None)
@@ -365,9 +402,12 @@ class Meter:
             self.unrecorded += 1
             return
         with self.excluded():
-            stage, params, old = seen
+            stage, params, old, bounded, first = seen
             status = int(getattr(http_response, "status_code", 0) or 0)
-            self._record(stage, model.service_model.service_name, model.name, params, parsed, old, status)
+            service = model.service_model.service_name
+            self._record(stage, service, model.name, params, parsed, old, status, bounded)
+            if first and not bounded and service == "lambda" and model.name not in LAMBDA_NOT_CONTROL_PLANE:
+                self.totals(stage).lambda_first_reads += 1
 
     # ------------------------------------------------------------ per-call accounting
 
@@ -380,11 +420,13 @@ class Meter:
         parsed: dict[str, Any],
         old: Any,
         status: int,
+        bounded: bool = False,
     ) -> None:
         t = self.totals(stage)
         t.calls[(service, operation)] += 1
         if stage != HARNESS:
             self._calls_in_invocation += 1
+            self._bounded_calls += bounded
         if status >= 400:
             code = (parsed.get("Error") or {}).get("Code", str(status))
             t.errors[f"{service}.{operation}: {code}"] += 1
@@ -408,6 +450,8 @@ class Meter:
             t.control_plane[service] += 1
             if service == "lambda":
                 t.lambda_control_plane += 1
+                if bounded or operation in LAMBDA_BOUNDED_OPERATIONS:
+                    t.lambda_bounded += 1
             if operation in CHANGES and status < 300:
                 t.changes += 1
 

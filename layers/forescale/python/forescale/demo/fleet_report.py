@@ -89,18 +89,19 @@ def cost_table(r: dict[str, Any]) -> str:
     }
     for k, v in items.items():
         lines.append(f"| {k} | {_f(v, 4)} | {how.get(k, '')} | {_f(at_10k[k], 4)} |")
+    shared = ("Custom metrics (EMF)", "SQS polling and sweep (act's queue)")  # fleet-level: ÷ the fleet
     fixed_note = {
+        "SQS (act's queue)": "derived: 1.2 requests per measured DecisionMade",
+        "SQS polling and sweep (act's queue)": "derived: 15 idle long polls and a schedule record a minute",
         "DynamoDB storage": "derived steady state from measured item sizes",
         "Custom metrics (EMF)": f"measured: {r['custom_metrics']} EMF metrics ÷ {n:,} targets",
         "Daily refit (amortised)": "measured refit cycle, once a target-day",
     }
     for k, v in fleet.items():
-        v10 = v * n / 10_000 if k == "Custom metrics (EMF)" else v
+        v10 = v * n / 10_000 if k in shared else v
         lines.append(f"| {k} | {_f(v, 4)} | {fixed_note.get(k, '')} | {_f(v10, 4)} |")
     total_n = sum(items.values()) + sum(fleet.values())
-    total_10k = sum(at_10k.values()) + sum(
-        (v * n / 10_000 if k == "Custom metrics (EMF)" else v) for k, v in fleet.items()
-    )
+    total_10k = sum(at_10k.values()) + sum((v * n / 10_000 if k in shared else v) for k, v in fleet.items())
     lines.append(f"| **total** | **{_f(total_n, 3)}** | | **{_f(total_10k, 3)}** |")
     return "\n".join(lines)
 
@@ -127,6 +128,18 @@ def fits_table(r: dict[str, Any]) -> str:
             f"| {s} | {_f(a['invocations_per_min'])} | {_f(a['cpu_max_s'], 2)} | {_f(a['duration_max_s'], 1)} / "
             f"{f['timeout_s']}: {_fits(time_ok)} | {_f(mem, 0)} / {f['memory_mb']}: {_fits(mem_ok)} "
             f"| {_f(a['max_request_kb'], 1)}: {_fits(req_ok)} | {_f(cp, 2)}: {_fits(cp_ok)} | {verdict} |"
+        )
+    act = r["stages"]["act"]["at_10k"]
+    if "busy_s_per_min" in act:
+        lines.append("")
+        lines.append(
+            f"act at 10,000 (derived): {_f(act['busy_s_per_min'], 1)} s of work a minute (CPU, call latency, and "
+            f"the limiter's seconds for {_f(act['lambda_control_plane_per_s'] * 60, 0)} Lambda calls) against the "
+            f"{_f(act['capacity_s_per_min'], 0)} s its {r['deployed'].get('act_concurrency', 1)} processes have, in "
+            f"{_f(act['invocations_per_min'], 0)} invocation(s) a minute that each stop starting decisions 10 s "
+            "before the timeout. Lambda calls that do not grow with the fleet (quiet targets' re-reads, at most 30 "
+            "a sweep; GetAccountSettings, once a minute per process) are counted at those bounds, "
+            f"measured {_f(act['lambda_bounded_per_target_min'], 4)} a target-minute at {r['targets']:,}."
         )
     lines.append("")
     lines.append(

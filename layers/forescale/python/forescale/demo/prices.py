@@ -59,7 +59,7 @@ EVENTBRIDGE_EVENT = Price(
 )
 EVENT_CHUNK_BYTES = 64 * 1024
 # SQS standard: https://aws.amazon.com/sqs/pricing/ ($0.40 per million requests, each 64 KB chunk a request).
-# The deployed runtime uses SQS only for its dead-letter queues.
+# The deployed runtime uses SQS for act's input queue and the dead-letter queues.
 SQS_REQUEST = Price("SQS requests", 0.40, 1e6, "64 KB chunks", "https://aws.amazon.com/sqs/pricing/")
 # Lambda: https://aws.amazon.com/lambda/pricing/ (requests $0.20 per million; duration per GB-second,
 # first tier: x86 $0.0000166667, Arm $0.0000133334). The stack deploys every function on ARM_64

@@ -54,6 +54,10 @@ writes the whole window again, which is harmless: the writes are idempotent. The
 (`StateStore.merge_samples`: one BatchGetItem per 100 target-hours, one BatchWriteItem per 25), so
 10,000 targets take about 500 calls a minute instead of 10,000 UpdateItems.
 
+Listing. A warm service lists the registered targets at most every `list_every_s` (the stack: 15
+minutes, as the forecaster does): a target registered since is read from the next listing on (it needs a
+day of history before plan decides for it anyway), and one removed since is read until then.
+
 Pushed demand. `ingest` stores `forescale.DemandSample` events sent by applications. A target should
 take its demand from one source: collect may overwrite a minute for which CloudWatch has a datapoint
 or which it finds quiet.
@@ -271,6 +275,7 @@ class CollectService:
         reread_minutes: int = REREAD_MINUTES,
         poll_every_minutes: int = 1,
         watch: Iterable[str] = (),
+        list_every_s: int = 0,
     ) -> None:
         if reread_minutes < 1 or poll_every_minutes < 1:
             raise ValueError(
@@ -288,6 +293,8 @@ class CollectService:
         self.watch = frozenset(watch)  # targets whose per-target dashboard metrics are emitted (opt-in)
         self._forecasts = ForecastCache(store)
         self._written: dict[tuple[str, int], DemandSampleDetail] = {}  # (target, minute) → last sample written
+        self.list_every_s = list_every_s
+        self._listed: tuple[int, list[TargetConfig]] | None = None
 
     def window(self, now: int) -> tuple[int, int]:
         """The minutes [start, end) a run at `now` (epoch s) reads: the re-read minutes, and the minutes
@@ -307,7 +314,7 @@ class CollectService:
         start, end = self.window(now)
         period_start = end - MINUTE_S
         final_until = start + self.poll_every_minutes * MINUTE_S  # the next poll's window starts there
-        targets = [t for t in self.store.list_targets() if self.polls(t.name, end)]
+        targets = [t for t in self._targets(now) if self.polls(t.name, end)]
         if not targets:
             return CollectResult(start, end, period_start, 0, 0, 0, 0, 0, (), (), 0, (), 0, 0, ())
         window = self.metrics.read(targets, start, end)
@@ -354,6 +361,17 @@ class CollectService:
             queries=window.queries,
             errors=window.errors,
         )
+
+    def _targets(self, now: int) -> list[TargetConfig]:
+        """The registered targets, listed again only after `list_every_s` (0: every run): listing reads
+        and validates every stored config, most of a large fleet's collect run when done every minute."""
+        if self._listed is None or not 0 <= now - self._listed[0] < self.list_every_s:
+            self._listed = (now, self.store.list_targets())
+        return self._listed[1]
+
+    def forget_listing(self) -> None:
+        """List the targets again at the next run (tag discovery has just registered some)."""
+        self._listed = None
 
     def ingest(self, samples: Sequence[DemandSampleDetail]) -> IngestResult:
         """Store demand pushed by applications (`forescale.DemandSample`).

@@ -39,6 +39,8 @@ class CollectSettings(FunctionSettings):
     POLL_EVERY_MINUTES: PositiveInt = 1  # read each target every N minutes (N minutes at a time): price / N
     TAG_DISCOVERY: bool = False  # also manage resources tagged forescale:managed=true (Resource Groups Tagging API)
     DEFAULT_MODE: Literal["dry-run", "active"] = "dry-run"  # mode of a target registered by tag discovery
+    # Fleet scale: a warm process lists registered targets at most this often (0: every run; the stack: 15 min).
+    LIST_TARGETS_EVERY_S: int = Field(default=0, ge=0, description="list registered targets at most this often")
 
 
 class ForecastSettings(FunctionSettings):

@@ -582,7 +582,7 @@ class ActService:
             trusted = actuator.trusted(state)
             if trusted is not None:
                 return state, trusted, finished
-        actual = actuator.read(cfg)
+        actual = actuator.read(cfg) if state.capacity is not None else self._read_first(cfg, actuator)
         drifted = actual.capacity != state.capacity or (
             actual.instance_type is not None and actual.instance_type != state.instance_type
         )
@@ -611,6 +611,11 @@ class ActService:
             logger.warning("could not record the reconciled state", extra={"target": cfg.name, "error_code": exc.code})
             run.summary.add("state-conflicts")
         return state, actual, finished
+
+    @staticmethod
+    def _read_first(cfg: TargetConfig, actuator: Actuator) -> Actual:
+        """A target's first read from AWS (nothing recorded yet): once in its life, not per change."""
+        return actuator.read(cfg)
 
     def _poll(self, cfg: TargetConfig, state: AppliedState, run: ActRun) -> tuple[AppliedState, set[str]]:
         """Ask AWS how the in-flight operation is doing; record it when it is over."""
@@ -712,8 +717,12 @@ class ActService:
                 self.store.clear_open_work(cfg.name, note.decided_at)
             stale = state.confirmed_at + self.options.reconcile_every_s <= run.now
             if reconcile and stale:
-                self._reconcile(cfg, run, trust=False)
+                self._reconcile_quiet(cfg, run)
         return [candidate] if candidate is not None else []
+
+    def _reconcile_quiet(self, cfg: TargetConfig, run: ActRun) -> None:
+        """Re-read a quiet target's capacity from AWS (the rotation bounds how many a sweep reads)."""
+        self._reconcile(cfg, run, trust=False)
 
     def _rotate(self, run: ActRun, seen: set[str], work: list[Work], time_left_s: Callable[[], float] | None) -> None:
         """Look at the next quiet targets in name order (`rotation_per_sweep`), re-reading at most
