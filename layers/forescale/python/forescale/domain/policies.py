@@ -368,7 +368,7 @@ class PredictiveParams:
     slo_max_excess: float = 100.0
     slo_headroom_min: float = 1.0
     slo_headroom_max: float = 3.0
-    slo_floor_max: float = 3.0
+    slo_floor_max: float = 2.0
 
     def __post_init__(self) -> None:
         self.slo  # noqa: B018  # raises on bad SLO-controller values
