@@ -150,6 +150,7 @@ def install(clock: Callable[[], float] | None = None) -> None:
             _lambda.patch()
             _sagemaker.patch()
             _dynamodb.patch_query()
+            _dynamodb.patch_request_isolation()
             _core.untrack_churning_models()
             _installed = True
         _core.SETTINGS.clock = clock or time.time

@@ -93,3 +93,26 @@ def patch_query() -> None:
 
     Table.all_items = candidates_or_all_items  # type: ignore[method-assign]
     Table.query = query_without_table_sort  # type: ignore[method-assign]
+
+
+_request_lock = threading.Lock()
+
+
+def patch_request_isolation() -> None:
+    """Serve each DynamoDB request whole, one at a time, as DynamoDB applies each request atomically.
+
+    moto is not thread-safe: on `ThreadedMotoServer` a TransactWriteItems deep-copies the table for its
+    rollback while another thread's PutItem changes it, and fails with "dictionary changed size during
+    iteration" (an HTTP 500 no real table returns; seen in the 8-worker load test). Requests still
+    interleave between one another exactly as concurrent clients' do; only a request's own reads and
+    writes are no longer torn.
+    """
+    from moto.dynamodb.responses import DynamoHandler
+
+    call_action = DynamoHandler.call_action
+
+    def atomic_call_action(self: DynamoHandler) -> Any:
+        with _request_lock:
+            return call_action(self)
+
+    DynamoHandler.call_action = atomic_call_action  # type: ignore[method-assign]
