@@ -9,9 +9,14 @@ of the fake clock and stops 10 s before it, leaving the rest in the open-work in
 targets change again five minutes later (their capacity confirmed by AWS: the steady state). Prints
 per invocation, then per round: control-plane (Lambda) calls per change, the fake time until every
 Put was accepted and until every decision was final, and the most calls in any 1 s.
-The limiter reads a fake clock (`ManualClock`) that only moves when act sleeps on it, and every
-Lambda control-plane call act makes is stamped with that clock (a botocore `before-call` hook on
-act's Lambda client), so the rate is measured, not assumed. Prints, per phase: Lambda calls, the most
+The limiter reads a fake clock (`ManualClock`) that moves when act sleeps on it and, with
+`--call-latency-ms` > 0, also by the time act's own work would take in Lambda: each AWS call act makes
+(DynamoDB, EventBridge, Lambda, SageMaker, Application Auto Scaling) moves it on by that latency (an
+assumption: moto answers in-process) plus act's CPU since its previous call (`process_time`, moto's
+own CPU excluded) × 1,769 MB ÷ `--memory-mb` (Lambda's vCPU share). The limiter is a token bucket on
+that clock, so its waits overlap act's other work as they would in Lambda. Every Lambda control-plane
+call is stamped with the clock (a botocore `before-call` hook on act's Lambda client), so the rate is
+measured, not assumed. Prints, per phase: Lambda calls, the most
 in any 1-s window (sliding, and per whole fake second), fake elapsed seconds and wall seconds.
 Numbers, not a test.
 """
@@ -30,6 +35,7 @@ from botocore.config import Config
 from moto import mock_aws
 
 from forescale.adapters.state import DynamoStateStore, table_definition
+from forescale.demo.fleet_bench import LAMBDA_VCPU_MB, deployed_config
 from forescale.domain.ratelimit import ManualClock, max_in_window
 from forescale.domain.targets import TargetKind
 from forescale.local.environment import create_stand_in_function, function_zip
@@ -40,6 +46,56 @@ from forescale.runtime.settings import ActSettings
 
 REGION = "us-east-1"
 START = 1_795_392_000.0
+
+
+def act_memory_mb() -> int:
+    """The deployed stack's memory for act (cdk.json's context, as the fleet bench reads it)."""
+    return deployed_config(1).memory_mb["act"]
+
+
+class WorkClock:
+    """Moves the fake clock by what act's work would take in Lambda (see the module docstring)."""
+
+    def __init__(self, clock: ManualClock, latency_s: float, memory_mb: int) -> None:
+        self.clock = clock
+        self.latency_s = latency_s
+        self.cpu_scale = max(1.0, LAMBDA_VCPU_MB / memory_mb)
+        self.on = False
+        self.work_s = 0.0
+        self.waited_s = 0.0
+        self._mark = time.process_time()
+
+    def start(self) -> None:
+        self.on, self._mark = True, time.process_time()
+
+    def stop(self) -> None:
+        self._spend()
+        self.on = False
+
+    def _spend(self, extra_s: float = 0.0) -> None:
+        now = time.process_time()
+        spent = (now - self._mark) * self.cpu_scale + extra_s if self.on else 0.0
+        self._mark = now
+        if spent > 0:
+            self.work_s += spent
+            self.clock.advance(spent)
+
+    def before_call(self, **_: Any) -> None:
+        self._spend(self.latency_s)
+
+    def after_call(self, **_: Any) -> None:
+        self._mark = time.process_time()  # what moto spent answering is not act's
+
+    def sleep(self, seconds: float) -> None:
+        self._spend()
+        self.waited_s += seconds
+        self.clock.sleep(seconds)
+        self._mark = time.process_time()
+
+    def watch(self, client: Any) -> Any:
+        client.meta.events.register("before-call", self.before_call)
+        client.meta.events.register("after-call", self.after_call)
+        return client
 
 
 def report(phase: str, stamps: list[tuple[float, str]], fake_s: float, wall_s: float, counts: dict[str, int]) -> None:
@@ -94,6 +150,7 @@ def run_round(
     clock: ManualClock,
     timeout_s: float,
     changes: int,
+    work: WorkClock,
 ) -> float:
     """One DecisionMade batch of `changes` changes, then a sweep a minute until every decision is final;
     each invocation has `timeout_s` of the fake clock. Prints per invocation and the totals; returns the
@@ -110,11 +167,18 @@ def run_round(
             return timeout_s - (clock() - began)  # the invocation's remaining time (fake seconds)
 
         before = len(stamps)
+        work_before, waited_before = work.work_s, work.waited_s
+        work.start()
         if invocations == 0:
             summary = service.apply_decisions(details, int(clock()), time_left_s=left)
         else:
             summary = service.sweep(int(clock()), time_left_s=left)
+        work.stop()
         invocations += 1
+        print(
+            f"  work_s={work.work_s - work_before:.2f} (calls' latency and CPU at the vCPU share) "
+            f"limiter_and_backoff_wait_s={work.waited_s - waited_before:.2f}"
+        )
         mine = stamps[before:]
         report(f"{name} #{invocations}", mine, clock() - began, time.perf_counter() - wall0, summary.as_dict())
         puts = sum(op.startswith("Put") for _, op in stamps)
@@ -125,6 +189,7 @@ def run_round(
             break
         clock.advance(max(0.0, began + 60 - clock()))  # the next scheduled sweep
     calls = len(stamps)
+    print(f"act_throughput[{name}]: act work {work.work_s:.1f} s, waits {work.waited_s:.1f} s over the round")
     order = [op for _, op in stamps if op.startswith("Put")]
     print(
         f"act_throughput[{name}]: changes={changes} invocations={invocations} lambda_calls={calls} "
@@ -140,7 +205,12 @@ def main() -> int:
     ap.add_argument("--functions", type=int, default=500)
     ap.add_argument("--rate", type=float, default=15.0, help="LAMBDA_CALLS_PER_SECOND")
     ap.add_argument("--timeout-s", type=float, default=55.0, help="each act invocation's time (fake clock)")
+    ap.add_argument("--call-latency-ms", type=float, default=10.0, help="assumed latency of each AWS call act makes")
+    ap.add_argument("--memory-mb", type=int, default=act_memory_mb(), help="act's memory (its vCPU share)")
     a = ap.parse_args()
+    print(
+        f"act_throughput: call latency {a.call_latency_ms} ms (assumed), act memory {a.memory_mb} MB, rate {a.rate}/s"
+    )
 
     clock = ManualClock(START)
     install(clock=clock)
@@ -150,6 +220,7 @@ def main() -> int:
         with mock_aws():
             setup_lambda = boto3.client("lambda", region_name=REGION)
             db = boto3.client("dynamodb", region_name=REGION)
+            work = WorkClock(clock, a.call_latency_ms / 1000, a.memory_mb)
             db.create_table(**table_definition("forescale"))
             events = boto3.client("events", region_name=REGION)
             events.create_event_bus(Name="forescale")
@@ -185,18 +256,18 @@ def main() -> int:
 
             act_lambda.meta.events.register_first("before-call.lambda", stamp)
             clients = {
-                "dynamodb": db,
-                "events": events,
-                "lambda": act_lambda,
-                "sagemaker": boto3.client("sagemaker", region_name=REGION),
-                "application-autoscaling": boto3.client("application-autoscaling", region_name=REGION),
+                "dynamodb": work.watch(boto3.client("dynamodb", region_name=REGION)),
+                "events": work.watch(boto3.client("events", region_name=REGION)),
+                "lambda": work.watch(act_lambda),
+                "sagemaker": work.watch(boto3.client("sagemaker", region_name=REGION)),
+                "application-autoscaling": work.watch(boto3.client("application-autoscaling", region_name=REGION)),
             }
             settings = ActSettings(TABLE_NAME="forescale", EVENT_BUS_NAME="forescale", LAMBDA_CALLS_PER_SECOND=a.rate)
             load_handler("act")  # imports functions/act/handler.py as `forescale_function_act`
             act_handler = sys.modules["forescale_function_act"]
-            service = act_handler.build_service(settings, clients, clock=clock, sleep=clock.sleep)
+            service = act_handler.build_service(settings, clients, clock=clock, sleep=work.sleep)
 
-            round1 = run_round("first changes", service, details, stamps, clock, a.timeout_s, a.functions)
+            round1 = run_round("first changes", service, details, stamps, clock, a.timeout_s, a.functions, work)
             # The same targets change again a few minutes later: forescale set and AWS confirmed their
             # capacity, so a fresh claim trusts it (the steady state of a fleet).
             clock.advance(300)
@@ -205,7 +276,7 @@ def main() -> int:
             for i, d in enumerate(details):
                 details_2.append(pending_decision(store, d.target, decided_2, d.capacity + 1 + i % 3, d.capacity))
             round2 = run_round(
-                "changes to confirmed targets", service, details_2, stamps, clock, a.timeout_s, a.functions
+                "changes to confirmed targets", service, details_2, stamps, clock, a.timeout_s, a.functions, work
             )
             ready = sum(
                 setup_lambda.get_provisioned_concurrency_config(FunctionName=f"fn-{i:04d}", Qualifier="live")["Status"]

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from pytest_socket import disable_socket, enable_socket
 
 from forescale.adapters.autoscaling import ScalableTargetRef
 from forescale.adapters.lambda_capacity import ProvisionedConfig
-from forescale.adapters.state import InMemoryStateStore
+from forescale.adapters.state import InMemoryStateStore, StateStore
 from forescale.domain.ratelimit import RejectedError
 from forescale.runtime.act import ActOptions, ActService
 from forescale.runtime.models import AppliedState, DecisionRecord, DecisionStatus, Mode
@@ -246,6 +247,54 @@ def test_a_change_to_a_target_forescale_confirmed_costs_one_call_and_one_poll() 
         "set_provisioned orders:live=14",
         "provisioned orders:live",
     ]
+
+
+class RoundTripStore(InMemoryStateStore):
+    """Records each store call act makes: in the cloud each one is a DynamoDB round trip."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __getattribute__(self, name: str) -> Any:
+        attr = super().__getattribute__(name)
+        if not name.startswith("_") and callable(attr) and hasattr(StateStore, name):
+            calls = super().__getattribute__("calls")
+
+            def counted(*args: Any, **kwargs: Any) -> Any:
+                calls.append(name)
+                return attr(*args, **kwargs)
+
+            return counted
+        return attr
+
+
+def test_a_change_to_a_confirmed_target_costs_few_store_round_trips_and_its_poll_fewer() -> None:
+    # Given a provisioned target whose capacity forescale set and AWS confirmed
+    store = RoundTripStore()
+    w = world(store=store)
+    w.lam.add_function("orders")
+    w.target(pc())
+    w.act.apply_decisions([w.decide("orders", 10)], T0 + 5)
+    w.act.sweep(T0 + 65)
+    # When it changes again, and the sweep polls the allocation until READY
+    store.calls.clear()
+    w.act.apply_decisions([w.decide("orders", 14, at=T0 + 120, previous=10)], T0 + 125)
+    applying = [c for c in store.calls if c not in ("put_decision", "get_paused")]
+    store.calls.clear()
+    w.act.sweep(T0 + 185)
+    polling = [c for c in store.calls if c != "get_paused"]
+    # Then: the claim, one state read, the trust spent, the state and the outcome recorded, the note
+    # kept; plus the batch's write-ahead, its configs and the newest decisions (one Query with it)
+    assert w.decision("orders", T0 + 120).status is S.APPLIED
+    assert sorted(applying) == sorted(
+        ["mark_open_work_many", "get_targets", "list_decisions", "transition_decision", "get_state"]
+        + ["put_state", "put_state", "transition_decision", "mark_open_work"]
+    ), applying
+    # the poll: the index, the configs, the state read and written, the decision read and closed, its
+    # note removed once, and the target's newest decisions; then the rotation's page and cursor
+    assert polling.count("get_state") == 1 and polling.count("clear_open_work") == 1, polling
+    assert polling.count("get_target") == 0 and polling.count("put_state") == 1, polling
 
 
 def test_what_an_invocation_has_no_time_for_stays_queued_and_the_sweep_applies_it_most_urgent_first() -> None:

@@ -182,6 +182,11 @@ class StateStore(ABC):
     @abstractmethod
     def get_target(self, name: str) -> TargetConfig | None: ...
 
+    def get_targets(self, names: Sequence[str]) -> dict[str, TargetConfig]:
+        """The configs of `names` that are registered and valid (the others are absent)."""
+        found = {name: self.get_target(name) for name in dict.fromkeys(names)}
+        return {name: cfg for name, cfg in found.items() if cfg is not None}
+
     def plan_inputs(self, names: Sequence[str]) -> dict[str, PlanInputs]:
         """Config, hot planner record, applied state and forecast issue time of each target, read together."""
         return {
@@ -342,6 +347,11 @@ class StateStore(ABC):
     def mark_open_work(self, work: OpenWork) -> None:
         """Note (or replace) a target's open work. Unconditional: act's sweep re-reads the target's
         decisions when it looks at a note, so a note only has to say where to look."""
+
+    def mark_open_work_many(self, works: Sequence[OpenWork]) -> None:
+        """Note several targets' open work at once (act's write-ahead for a batch of decisions)."""
+        for work in works:
+            self.mark_open_work(work)
 
     @abstractmethod
     def clear_open_work(self, target: str, decided_at: int) -> None:
@@ -745,6 +755,17 @@ class DynamoStateStore(StateStore):
         item = self._get(f"TARGET#{name}", "CONFIG")
         return self._valid_config(name, item.get("config")) if item else None
 
+    def get_targets(self, names: Sequence[str]) -> dict[str, TargetConfig]:
+        """BatchGetItem for many configs (act reads a batch's targets in one request per 100)."""
+        items = self._batch_get([(f"TARGET#{n}", "CONFIG") for n in dict.fromkeys(names)])
+        found: dict[str, TargetConfig] = {}
+        for (pk, _), item in items.items():
+            name = pk.removeprefix("TARGET#")
+            cfg = self._valid_config(name, item.get("config"))
+            if cfg is not None:
+                found[name] = cfg
+        return found
+
     def _valid_config(self, name: str, raw: Any) -> TargetConfig | None:
         record = _target_record(name, raw)
         if record.config is None:
@@ -833,6 +854,10 @@ class DynamoStateStore(StateStore):
             )
             for (target, hour), fields in per_item.items()
         ]
+        self._batch_put(items)
+
+    def _batch_put(self, items: list[dict[str, Any]]) -> None:
+        """BatchWriteItem in chunks of 25, resending unprocessed items with back-off (no conditions)."""
         for i in range(0, len(items), BATCH_WRITE_MAX):
             pending: dict[str, Any] = {
                 self._table: [{"PutRequest": {"Item": it}} for it in items[i : i + BATCH_WRITE_MAX]]
@@ -1046,7 +1071,8 @@ class DynamoStateStore(StateStore):
 
     # ---------------------------------------------------------------- act's open work and bounds
 
-    def mark_open_work(self, work: OpenWork) -> None:
+    @staticmethod
+    def _open_work_item(work: OpenWork) -> dict[str, Any]:
         values = {
             "PK": OPEN_WORK_PK,
             "SK": work.target,
@@ -1054,7 +1080,15 @@ class DynamoStateStore(StateStore):
             "urgency": round(work.urgency, 6),
             "due_at": work.due_at,
         }
-        self._db.put_item(TableName=self._table, Item=_item(values))
+        return _item(values)
+
+    def mark_open_work(self, work: OpenWork) -> None:
+        self._db.put_item(TableName=self._table, Item=self._open_work_item(work))
+
+    def mark_open_work_many(self, works: Sequence[OpenWork]) -> None:
+        # One note per target (its key): the last of a target's works wins, as separate puts would.
+        latest = {w.target: w for w in works}
+        self._batch_put([self._open_work_item(w) for w in latest.values()])
 
     def clear_open_work(self, target: str, decided_at: int) -> None:
         self._db.delete_item(TableName=self._table, Key=_item({"PK": OPEN_WORK_PK, "SK": target}))
@@ -1156,6 +1190,9 @@ class InMemoryStateStore(StateStore):
 
     def get_target(self, name: str) -> TargetConfig | None:
         return self.targets.get(name)
+
+    def get_targets(self, names: Sequence[str]) -> dict[str, TargetConfig]:
+        return {n: self.targets[n] for n in names if n in self.targets}
 
     def list_targets(self) -> list[TargetConfig]:
         return sorted(self.targets.values(), key=lambda c: c.name)
@@ -1308,6 +1345,10 @@ class InMemoryStateStore(StateStore):
 
     def mark_open_work(self, work: OpenWork) -> None:
         self.open_work[work.target] = work
+
+    def mark_open_work_many(self, works: Sequence[OpenWork]) -> None:
+        with self._lock:
+            self.open_work |= {w.target: w for w in works}
 
     def clear_open_work(self, target: str, decided_at: int) -> None:
         self.open_work.pop(target, None)

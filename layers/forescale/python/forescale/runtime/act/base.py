@@ -87,6 +87,13 @@ class ActRun:
     summary: ActSummary = field(default_factory=ActSummary)
     results: list[tuple[str, ActionResultDetail]] = field(default_factory=list)
     polled: set[str] = field(default_factory=set)
+    # Read once per invocation, like the kill switch: a batch's configs in one BatchGetItem.
+    configs: dict[str, TargetConfig | None] = field(default_factory=dict)
+    # Each target's AppliedState as this unit of work (one decision, one survey) last read or wrote it:
+    # writes are conditional on its version, so a stale copy costs a conflict and a re-read, never a
+    # lost update; cleared when the next unit starts so no decision starts from another's reading.
+    states: dict[str, AppliedState] = field(default_factory=dict)
+    cleared: set[str] = field(default_factory=set)  # targets whose open-work note this unit removed
 
 
 class AccountHeadroom:

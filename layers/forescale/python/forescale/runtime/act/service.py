@@ -89,6 +89,7 @@ from forescale.runtime.settings import ActSettings
 
 S = DecisionStatus
 STATE_WRITE_ATTEMPTS = 5
+NEWEST_DEPTH = 3  # a decision's target's newest decisions read with it: is a newer one there?
 SWEEP_DEPTH = 20  # decisions read per open target by the sweep: the newest is applied, older open ones superseded
 MESSAGE_MAX = 4000  # ActionResultDetail.message
 
@@ -185,19 +186,25 @@ class ActService:
         left (`time_left_s`, seconds) stays in the open-work index for the next sweep."""
         run = self._begin(now)
         ordered = sorted(details, key=lambda d: (-d.urgency, -(d.capacity - d.previous), d.decided_at))
-        for detail in ordered:  # write-ahead: a crash or a timeout from here on leaves each one findable
-            self.store.mark_open_work(OpenWork(detail.target, detail.decided_at, detail.urgency, now))
+        # Write-ahead (one BatchWriteItem per 25): a crash or a timeout from here on leaves each one findable.
+        self.store.mark_open_work_many([OpenWork(d.target, d.decided_at, d.urgency, now) for d in ordered])
+        self._load_configs([d.target for d in ordered], run)
         for i, detail in enumerate(ordered):
             if _out_of_time(time_left_s, self.options.stop_with_s_left):
                 run.summary.add("left-queued", len(ordered) - i)
                 break
-            record = self.store.get_decision(detail.target, detail.decided_at)
+            # The target's newest decisions, read once: they hold this one (usually the newest) and
+            # say whether a newer one supersedes it.
+            newest = self.store.list_decisions(detail.target, limit=NEWEST_DEPTH)
+            record = next((d for d in newest if d.decided_at == detail.decided_at), None)
+            if record is None:
+                record = self.store.get_decision(detail.target, detail.decided_at)
             if record is None or record.decision_id != detail.decision_id:
                 logger.warning("no stored decision for event", extra={"decision_id": detail.decision_id})
                 run.summary.add("missing")
                 self.store.clear_open_work(detail.target, detail.decided_at)
                 continue
-            self._guarded(record, run, partial(self._process, record, run))
+            self._guarded(record, run, partial(self._process, record, run, None, newest))
         self._publish(run)
         return run.summary
 
@@ -209,6 +216,7 @@ class ActService:
         seen: set[str] = set()
         notes = [w for w in self.store.list_open_work() if w.due_at <= now]
         notes.sort(key=lambda w: (-w.urgency, w.due_at, w.target))
+        self._load_configs([n.target for n in notes], run)
         # Changes still owed first (largest expected spill first), then polls of operations in flight
         # (noted with urgency 0): when the limiter's time is short, applying beats confirming.
         owed = [n for n in notes if n.urgency > 0]
@@ -230,6 +238,7 @@ class ActService:
                 run.summary.add("left-queued")
                 continue
             seen.add(note.target)
+            self._start_unit(run)
             work.extend(self._survey_safely(note.target, run, note))
         return work
 
@@ -262,8 +271,39 @@ class ActService:
     def _actuator(self, cfg: TargetConfig) -> Actuator:
         return self.actuators[cfg.kind]
 
+    def _load_configs(self, names: Sequence[str], run: ActRun) -> None:
+        """Read the configs of `names` into the run (BatchGetItem); an absent one is remembered as None."""
+        wanted = [n for n in dict.fromkeys(names) if n not in run.configs]
+        if not wanted:
+            return
+        found = self.store.get_targets(wanted)
+        run.configs |= {n: found.get(n) for n in wanted}
+
+    def _config(self, name: str, run: ActRun) -> TargetConfig | None:
+        if name not in run.configs:
+            run.configs[name] = self.store.get_target(name)
+        return run.configs[name]
+
+    @staticmethod
+    def _start_unit(run: ActRun) -> None:
+        """A new unit of work (a decision, a survey) starts from fresh reads of the AppliedState."""
+        run.states.clear()
+        run.cleared.clear()
+
+    def _state(self, name: str) -> AppliedState:
+        """The target's AppliedState as this unit last read or wrote it (read from the store the first time)."""
+        run = self._run
+        cached = run.states.get(name) if run is not None else None
+        if cached is not None:
+            return cached
+        state = self.store.get_state(name)
+        if run is not None:
+            run.states[name] = state
+        return state
+
     def _guarded(self, record: DecisionRecord, run: ActRun, work: Callable[[], None]) -> None:
         """Run one decision's work; an unexpected error defers that decision instead of the whole batch."""
+        self._start_unit(run)
         try:
             work()
         except Exception as exc:
@@ -287,13 +327,19 @@ class ActService:
             return frozenset({S.APPLYING})
         return frozenset()
 
-    def _process(self, record: DecisionRecord, run: ActRun, allowed: frozenset[DecisionStatus] | None = None) -> None:
+    def _process(
+        self,
+        record: DecisionRecord,
+        run: ActRun,
+        allowed: frozenset[DecisionStatus] | None = None,
+        newest_known: list[DecisionRecord] | None = None,
+    ) -> None:
         now = run.now
         allowed = allowed if allowed is not None else self._claimable(record, now)
         if not allowed:
             run.summary.add("skipped")  # applied already, in flight, or another act holds its lease
             return
-        cfg = self.store.get_target(record.target)
+        cfg = self._config(record.target, run)
         if cfg is None:
             self._close(
                 record, allowed, Outcome(S.FAILED, "none", f"target {record.target} is no longer registered"), run
@@ -304,7 +350,9 @@ class ActService:
             # every real decision until that date.
             self._close(record, allowed, Outcome(S.FAILED, "none", _FUTURE_DATED), run)
             return
-        newest = [d for d in self.store.list_decisions(record.target, limit=3) if not _dated_in_future(d, now)]
+        if newest_known is None:
+            newest_known = self.store.list_decisions(record.target, limit=NEWEST_DEPTH)
+        newest = [d for d in newest_known if not _dated_in_future(d, now)]
         if newest and newest[0].decided_at > record.decided_at:
             self._supersede(record, allowed, newest[0], run)
             return
@@ -369,7 +417,7 @@ class ActService:
 
     def _held(self, name: str, record: DecisionRecord, run: ActRun) -> Outcome | None:
         """A DEFERRED outcome while the target backs off after a refusal (no AWS call); None otherwise."""
-        backoff = self.store.get_state(name).backoff
+        backoff = self._state(name).backoff
         if backoff is None or backoff.until <= run.now:
             return None
         if backoff.error_code in SIZE_REFUSALS and record.capacity < backoff.capacity:
@@ -387,20 +435,25 @@ class ActService:
 
     def _update_state(self, name: str, change: StateChange) -> AppliedState:
         """Read-change-write with the optimistic lock; re-read and retry when another writer won."""
+        run = self._run
         for _ in range(STATE_WRITE_ATTEMPTS):
-            current = self.store.get_state(name)
+            current = self._state(name)
             update = change(current)
             if not update:
                 return current
             try:
-                return self.store.put_state(current.model_copy(update=update))
+                new = self.store.put_state(current.model_copy(update=update))
             except ConflictError as exc:
                 logger.warning(
                     "applied state changed under us; re-reading", extra={"target": name, "error_code": exc.code}
                 )
-                if self._run is not None:
-                    self._run.summary.add("state-conflicts")
+                if run is not None:
+                    run.summary.add("state-conflicts")
+                    run.states.pop(name, None)
                 continue
+            if run is not None:
+                run.states[name] = new
+            return new
         raise ConflictError(f"applied state of {name}: still conflicting after {STATE_WRITE_ATTEMPTS} attempts")
 
     def _backoff_after(self, s: AppliedState, outcome: Outcome, asked: int, now: int) -> ActBackoff:
@@ -519,8 +572,10 @@ class ActService:
             return  # the newer decision that superseded it has the target's note
         else:
             self.store.clear_open_work(record.target, record.decided_at)
+            run.cleared.add(record.target)
             return
         self.store.mark_open_work(OpenWork(record.target, record.decided_at, urgency, due))
+        run.cleared.discard(record.target)
 
     @staticmethod
     def _log_outcome(record: DecisionRecord, outcome: Outcome, state: AppliedState | None) -> None:
@@ -571,7 +626,7 @@ class ActService:
     def _reconcile(self, cfg: TargetConfig, run: ActRun, trust: bool) -> tuple[AppliedState, Actual | None, set[str]]:
         """Finish the in-flight operation if AWS has, then what AWS has: the confirmed state when
         `trust` allows it, otherwise read back (and recorded when it differs)."""
-        state = self.store.get_state(cfg.name)
+        state = self._state(cfg.name)
         finished: set[str] = set()
         if state.in_flight is not None and cfg.name not in run.polled:
             state, finished = self._poll(cfg, state, run)
@@ -645,6 +700,7 @@ class ActService:
                 state = self._update_state(cfg.name, lambda s: {"in_flight": outcome.in_flight, "updated_at": run.now})
             due = run.now + self.options.poll_after_s if op.operation != "endpoint-type-switch" else run.now
             self.store.mark_open_work(OpenWork(cfg.name, decided_at(op), 0.0, due))
+            run.cleared.discard(cfg.name)
             return state, set()
         state = self._update_state(cfg.name, self._state_change(op.decision_id, outcome, run.now, op.capacity))
         run.summary.add("completed")
@@ -665,7 +721,7 @@ class ActService:
 
     def _survey_safely(self, name: str, run: ActRun, note: OpenWork | None, reconcile: bool = True) -> list[Work]:
         try:
-            cfg = self.store.get_target(name)
+            cfg = self._config(name, run)
             if cfg is None:
                 return self._orphaned(name, run, note)
             return self._survey(cfg, run, note, reconcile)
@@ -688,7 +744,7 @@ class ActService:
     def _survey(self, cfg: TargetConfig, run: ActRun, note: OpenWork | None, reconcile: bool) -> list[Work]:
         """Poll the target's in-flight operation, supersede stale decisions, pick the one to process, and
         (when `reconcile`) re-read a quiet target whose capacity was not confirmed for a while."""
-        state = self.store.get_state(cfg.name)
+        state = self._state(cfg.name)
         if state.in_flight is not None and cfg.name not in run.polled:
             state, _ = self._poll(cfg, state, run)
         decisions = self.store.list_decisions(cfg.name, limit=SWEEP_DEPTH)
@@ -713,8 +769,9 @@ class ActService:
                 # IN_FLIGHT without the operation in the state (its record was lost): re-derive from AWS.
                 candidate = (newest, frozenset({S.IN_FLIGHT}), _urgency(newest))
         if candidate is None and state.in_flight is None:
-            if note is not None:
+            if note is not None and cfg.name not in run.cleared:  # closing its decision may have removed it
                 self.store.clear_open_work(cfg.name, note.decided_at)
+                run.cleared.add(cfg.name)
             stale = state.confirmed_at + self.options.reconcile_every_s <= run.now
             if reconcile and stale:
                 self._reconcile_quiet(cfg, run)
@@ -730,6 +787,7 @@ class ActService:
         minute, and a decision whose event was lost is found on its target's turn."""
         after = self.store.get_rotation()
         page = self.store.list_targets_after(after, self.options.rotation_per_sweep)
+        run.configs |= {cfg.name: cfg for cfg in page if cfg.name not in run.configs}
         reads = 0
         last = after
         stopped = False
@@ -741,7 +799,8 @@ class ActService:
             if cfg.name in seen:
                 continue
             seen.add(cfg.name)
-            state = self.store.get_state(cfg.name)
+            self._start_unit(run)
+            state = self._state(cfg.name)
             stale = state.confirmed_at + self.options.reconcile_every_s <= run.now
             can_read = reads < self.options.reconcile_reads_per_sweep
             if stale and can_read and state.in_flight is None:
