@@ -63,6 +63,7 @@ class WorkClock:
         self.on = False
         self.work_s = 0.0
         self.waited_s = 0.0
+        self.calls: Counter[str] = Counter()  # every AWS call act made, by service and operation
         self._mark = time.process_time()
 
     def start(self) -> None:
@@ -80,7 +81,9 @@ class WorkClock:
             self.work_s += spent
             self.clock.advance(spent)
 
-    def before_call(self, **_: Any) -> None:
+    def before_call(self, model: Any, **_: Any) -> None:
+        if self.on:
+            self.calls[f"{model.service_model.endpoint_prefix}.{model.name}"] += 1
         self._spend(self.latency_s)
 
     def after_call(self, **_: Any) -> None:
@@ -157,6 +160,7 @@ def run_round(
     Lambda calls per change."""
     stamps.clear()
     start = clock()
+    work_at_start = (work.work_s, work.waited_s, Counter(work.calls))
     puts_done_at: float | None = None
     invocations = 0
     while True:
@@ -189,7 +193,13 @@ def run_round(
             break
         clock.advance(max(0.0, began + 60 - clock()))  # the next scheduled sweep
     calls = len(stamps)
-    print(f"act_throughput[{name}]: act work {work.work_s:.1f} s, waits {work.waited_s:.1f} s over the round")
+    work_s, waited_s = work.work_s - work_at_start[0], work.waited_s - work_at_start[1]
+    round_calls = work.calls - work_at_start[2]
+    print(
+        f"act_throughput[{name}]: act work {work_s:.1f} s, waits {waited_s:.1f} s over the round; "
+        f"AWS calls per change {round_calls.total() / changes:.2f}: "
+        + ", ".join(f"{op} {n / changes:.2f}" for op, n in sorted(round_calls.items()))
+    )
     order = [op for _, op in stamps if op.startswith("Put")]
     print(
         f"act_throughput[{name}]: changes={changes} invocations={invocations} lambda_calls={calls} "

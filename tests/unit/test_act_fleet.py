@@ -284,17 +284,23 @@ def test_a_change_to_a_confirmed_target_costs_few_store_round_trips_and_its_poll
     store.calls.clear()
     w.act.sweep(T0 + 185)
     polling = [c for c in store.calls if c != "get_paused"]
-    # Then: the claim, one state read, the trust spent, the state and the outcome recorded, the note
-    # kept; plus the batch's write-ahead, its configs and the newest decisions (one Query with it)
+    # Then: the batch's write-ahead notes, its configs, the decision with its target's newest (one
+    # Query), the claim, one state read, the trust spent, the state and the outcome recorded, and the
+    # notes the invocation changed, written together
     assert w.decision("orders", T0 + 120).status is S.APPLIED
     assert sorted(applying) == sorted(
-        ["mark_open_work_many", "get_targets", "list_decisions", "transition_decision", "get_state"]
-        + ["put_state", "put_state", "transition_decision", "mark_open_work"]
+        ["write_open_work", "get_targets", "list_decisions", "transition_decision", "get_state"]
+        + ["put_state", "put_state", "transition_decision", "write_open_work"]
     ), applying
-    # the poll: the index, the configs, the state read and written, the decision read and closed, its
-    # note removed once, and the target's newest decisions; then the rotation's page and cursor
-    assert polling.count("get_state") == 1 and polling.count("clear_open_work") == 1, polling
-    assert polling.count("get_target") == 0 and polling.count("put_state") == 1, polling
+    # the poll: the index and its configs, then the state read and recorded, the target's newest
+    # decisions (which hold the operation's), the outcome recorded; the note goes with the invocation's
+    # other notes; then the rotation's page and cursor (and the user bounds to give back)
+    assert polling[:6] == [
+        "list_open_work", "get_targets", "get_state", "put_state", "list_decisions", "transition_decision"
+    ], polling  # fmt: skip
+    assert polling.count("write_open_work") == 1 and polling.count("get_decision") == 0, polling
+    assert not {"get_target", "clear_open_work", "mark_open_work"} & set(polling), polling
+    assert w.store.list_open_work() == []
 
 
 def test_what_an_invocation_has_no_time_for_stays_queued_and_the_sweep_applies_it_most_urgent_first() -> None:

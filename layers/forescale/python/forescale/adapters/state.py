@@ -47,7 +47,7 @@ import threading
 import zlib
 from abc import ABC, abstractmethod
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -348,10 +348,13 @@ class StateStore(ABC):
         """Note (or replace) a target's open work. Unconditional: act's sweep re-reads the target's
         decisions when it looks at a note, so a note only has to say where to look."""
 
-    def mark_open_work_many(self, works: Sequence[OpenWork]) -> None:
-        """Note several targets' open work at once (act's write-ahead for a batch of decisions)."""
-        for work in works:
-            self.mark_open_work(work)
+    def write_open_work(self, notes: Mapping[str, OpenWork | None]) -> None:
+        """Note (or, for None, remove) several targets' open work at once, by target name."""
+        for target, work in notes.items():
+            if work is None:
+                self.clear_open_work(target, 0)
+            else:
+                self.mark_open_work(work)
 
     @abstractmethod
     def clear_open_work(self, target: str, decided_at: int) -> None:
@@ -854,14 +857,13 @@ class DynamoStateStore(StateStore):
             )
             for (target, hour), fields in per_item.items()
         ]
-        self._batch_put(items)
+        self._batch_write([{"PutRequest": {"Item": it}} for it in items])
 
-    def _batch_put(self, items: list[dict[str, Any]]) -> None:
-        """BatchWriteItem in chunks of 25, resending unprocessed items with back-off (no conditions)."""
-        for i in range(0, len(items), BATCH_WRITE_MAX):
-            pending: dict[str, Any] = {
-                self._table: [{"PutRequest": {"Item": it}} for it in items[i : i + BATCH_WRITE_MAX]]
-            }
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        """BatchWriteItem in chunks of 25 (puts and deletes, each key once), resending unprocessed
+        requests with back-off (no conditions)."""
+        for i in range(0, len(requests), BATCH_WRITE_MAX):
+            pending: dict[str, Any] = {self._table: requests[i : i + BATCH_WRITE_MAX]}
             attempt = 0
             while pending:
                 if attempt:
@@ -1085,10 +1087,14 @@ class DynamoStateStore(StateStore):
     def mark_open_work(self, work: OpenWork) -> None:
         self._db.put_item(TableName=self._table, Item=self._open_work_item(work))
 
-    def mark_open_work_many(self, works: Sequence[OpenWork]) -> None:
-        # One note per target (its key): the last of a target's works wins, as separate puts would.
-        latest = {w.target: w for w in works}
-        self._batch_put([self._open_work_item(w) for w in latest.values()])
+    def write_open_work(self, notes: Mapping[str, OpenWork | None]) -> None:
+        requests = [
+            {"DeleteRequest": {"Key": _item({"PK": OPEN_WORK_PK, "SK": target})}}
+            if work is None
+            else {"PutRequest": {"Item": self._open_work_item(work)}}
+            for target, work in notes.items()
+        ]
+        self._batch_write(requests)
 
     def clear_open_work(self, target: str, decided_at: int) -> None:
         self._db.delete_item(TableName=self._table, Key=_item({"PK": OPEN_WORK_PK, "SK": target}))
@@ -1346,9 +1352,13 @@ class InMemoryStateStore(StateStore):
     def mark_open_work(self, work: OpenWork) -> None:
         self.open_work[work.target] = work
 
-    def mark_open_work_many(self, works: Sequence[OpenWork]) -> None:
+    def write_open_work(self, notes: Mapping[str, OpenWork | None]) -> None:
         with self._lock:
-            self.open_work |= {w.target: w for w in works}
+            for target, work in notes.items():
+                if work is None:
+                    self.open_work.pop(target, None)
+                else:
+                    self.open_work[target] = work
 
     def clear_open_work(self, target: str, decided_at: int) -> None:
         self.open_work.pop(target, None)

@@ -132,9 +132,17 @@ def fits_table(r: dict[str, Any]) -> str:
     act = r["stages"]["act"]["at_10k"]
     if "busy_s_per_min" in act:
         lines.append("")
+        overlap = (
+            f"the larger of its work, {_f(act['work_s_per_min'], 1)} s (CPU and call latency), and the limiter's "
+            f"{_f(act['limiter_s_per_min'], 1)} s for {_f(act['lambda_control_plane_per_s'] * 60, 0)} Lambda calls: "
+            "the limiter is a token bucket on wall time, so the work between two Lambda calls overlaps the "
+            "interval the next one waits for"
+            if "work_s_per_min" in act
+            else f"CPU, call latency, and the limiter's seconds for {_f(act['lambda_control_plane_per_s'] * 60, 0)} "
+            "Lambda calls, added"
+        )
         lines.append(
-            f"act at 10,000 (derived): {_f(act['busy_s_per_min'], 1)} s of work a minute (CPU, call latency, and "
-            f"the limiter's seconds for {_f(act['lambda_control_plane_per_s'] * 60, 0)} Lambda calls) against the "
+            f"act at 10,000 (derived): {_f(act['busy_s_per_min'], 1)} s a minute ({overlap}) against the "
             f"{_f(act['capacity_s_per_min'], 0)} s its {r['deployed'].get('act_concurrency', 1)} processes have, in "
             f"{_f(act['invocations_per_min'], 0)} invocation(s) a minute that each stop starting decisions 10 s "
             "before the timeout. Lambda calls that do not grow with the fleet (quiet targets' re-reads, at most 30 "

@@ -16,6 +16,7 @@ from typing import Any
 
 from forescale.adapters.lambda_capacity import AccountConcurrency, ProvisionedConfig
 from forescale.adapters.sagemaker_capacity import EndpointView
+from forescale.adapters.state import OpenWork
 from forescale.runtime.models import (
     ActionResultDetail,
     AppliedState,
@@ -93,7 +94,10 @@ class ActRun:
     # writes are conditional on its version, so a stale copy costs a conflict and a re-read, never a
     # lost update; cleared when the next unit starts so no decision starts from another's reading.
     states: dict[str, AppliedState] = field(default_factory=dict)
-    cleared: set[str] = field(default_factory=set)  # targets whose open-work note this unit removed
+    # The open-work notes this invocation changes (None: removed), written together when it ends. A
+    # note written late (or lost with a crash) costs an early or an extra look, never a decision: the
+    # write-ahead note of every decision handed to act is written before any is processed.
+    notes: dict[str, OpenWork | None] = field(default_factory=dict)
 
 
 class AccountHeadroom:

@@ -187,7 +187,7 @@ class ActService:
         run = self._begin(now)
         ordered = sorted(details, key=lambda d: (-d.urgency, -(d.capacity - d.previous), d.decided_at))
         # Write-ahead (one BatchWriteItem per 25): a crash or a timeout from here on leaves each one findable.
-        self.store.mark_open_work_many([OpenWork(d.target, d.decided_at, d.urgency, now) for d in ordered])
+        self.store.write_open_work({d.target: OpenWork(d.target, d.decided_at, d.urgency, now) for d in ordered})
         self._load_configs([d.target for d in ordered], run)
         for i, detail in enumerate(ordered):
             if _out_of_time(time_left_s, self.options.stop_with_s_left):
@@ -202,10 +202,10 @@ class ActService:
             if record is None or record.decision_id != detail.decision_id:
                 logger.warning("no stored decision for event", extra={"decision_id": detail.decision_id})
                 run.summary.add("missing")
-                self.store.clear_open_work(detail.target, detail.decided_at)
+                run.notes[detail.target] = None
                 continue
             self._guarded(record, run, partial(self._process, record, run, None, newest))
-        self._publish(run)
+        self._end(run)
         return run.summary
 
     def sweep(self, now: int, time_left_s: Callable[[], float] | None = None) -> ActSummary:
@@ -226,7 +226,7 @@ class ActService:
         self.floor.give_back(run.paused)
         self._rotate(run, seen, work, time_left_s)
         self._apply_work(run, work, time_left_s)
-        self._publish(run)
+        self._end(run)
         return run.summary
 
     def _survey_notes(
@@ -247,7 +247,7 @@ class ActService:
         for record, allowed, urgency in work:
             if _out_of_time(time_left_s, self.options.stop_with_s_left):
                 run.summary.add("left-queued")
-                self.store.mark_open_work(OpenWork(record.target, record.decided_at, urgency, run.now))
+                run.notes[record.target] = OpenWork(record.target, record.decided_at, urgency, run.now)
                 continue
             self._guarded(record, run, partial(self._process, record, run, allowed))
 
@@ -258,7 +258,7 @@ class ActService:
         if cfg is None:
             raise KeyError(f"target {target} is not registered")
         state, _, _ = self._reconcile(cfg, run, trust=False)
-        self._publish(run)
+        self._end(run)
         return state
 
     # ------------------------------------------------------------ one decision
@@ -288,7 +288,6 @@ class ActService:
     def _start_unit(run: ActRun) -> None:
         """A new unit of work (a decision, a survey) starts from fresh reads of the AppliedState."""
         run.states.clear()
-        run.cleared.clear()
 
     def _state(self, name: str) -> AppliedState:
         """The target's AppliedState as this unit last read or wrote it (read from the store the first time)."""
@@ -524,18 +523,20 @@ class ActService:
         outcome: Outcome,
         run: ActRun,
         state: AppliedState | None = None,
-    ) -> bool:
+    ) -> DecisionRecord | None:
         """Move the decision to the outcome's status, keep the open-work index and queue its event;
-        False if the decision had moved on."""
+        the decision as closed, or None if it had moved on."""
         try:
-            self.store.transition_decision(record, allowed, outcome.status, outcome=outcome.message, now=run.now)
+            closed = self.store.transition_decision(
+                record, allowed, outcome.status, outcome=outcome.message, now=run.now
+            )
         except ConflictError as exc:
             logger.warning(
                 "decision moved on before its outcome was recorded",
                 extra={"id": record.decision_id, "error_code": exc.code, "error": str(exc)},
             )
             run.summary.add("lost-claims")
-            return False
+            return None
         run.summary.add(outcome.status.value)
         self._note_open_work(record, outcome, run, state)
         self._log_outcome(record, outcome, state)
@@ -556,7 +557,7 @@ class ActService:
                     ),
                 )
             )
-        return True
+        return closed
 
     def _note_open_work(
         self, record: DecisionRecord, outcome: Outcome, run: ActRun, state: AppliedState | None
@@ -571,11 +572,9 @@ class ActService:
         elif outcome.status is S.SUPERSEDED:
             return  # the newer decision that superseded it has the target's note
         else:
-            self.store.clear_open_work(record.target, record.decided_at)
-            run.cleared.add(record.target)
+            run.notes[record.target] = None
             return
-        self.store.mark_open_work(OpenWork(record.target, record.decided_at, urgency, due))
-        run.cleared.discard(record.target)
+        run.notes[record.target] = OpenWork(record.target, record.decided_at, urgency, due)
 
     @staticmethod
     def _log_outcome(record: DecisionRecord, outcome: Outcome, state: AppliedState | None) -> None:
@@ -607,6 +606,14 @@ class ActService:
             f"superseded by the newer decision {newer.decision_id} (capacity {newer.capacity}) before it was applied"
         )
         self._close(record, allowed, Outcome(S.SUPERSEDED, "none", message), run)
+
+    def _end(self, run: ActRun) -> None:
+        """Publish the outcomes, then write the open-work notes the invocation changed (one BatchWriteItem
+        per 25). A failed write raises: the batch is retried and finds its decisions final."""
+        self._publish(run)
+        if run.notes:
+            notes, run.notes = run.notes, {}
+            self.store.write_open_work(notes)
 
     def _publish(self, run: ActRun) -> None:
         for detail_type in ("forescale.ActionApplied", "forescale.ActionFailed"):
@@ -672,8 +679,16 @@ class ActService:
         """A target's first read from AWS (nothing recorded yet): once in its life, not per change."""
         return actuator.read(cfg)
 
-    def _poll(self, cfg: TargetConfig, state: AppliedState, run: ActRun) -> tuple[AppliedState, set[str]]:
-        """Ask AWS how the in-flight operation is doing; record it when it is over."""
+    def _poll(
+        self,
+        cfg: TargetConfig,
+        state: AppliedState,
+        run: ActRun,
+        newest: Callable[[], list[DecisionRecord]] | None = None,
+    ) -> tuple[AppliedState, set[str]]:
+        """Ask AWS how the in-flight operation is doing; record it when it is over. `newest`: reads the
+        target's newest decisions once (the sweep needs them next); when the operation is over its
+        decision is taken from them and replaced there by its closed copy."""
         op = state.in_flight
         assert op is not None  # nosec B101  # _poll is only called with an in-flight op; narrows the type for mypy
         run.polled.add(cfg.name)
@@ -699,14 +714,17 @@ class ActService:
             if outcome.in_flight != op:  # the type switch moved on a phase
                 state = self._update_state(cfg.name, lambda s: {"in_flight": outcome.in_flight, "updated_at": run.now})
             due = run.now + self.options.poll_after_s if op.operation != "endpoint-type-switch" else run.now
-            self.store.mark_open_work(OpenWork(cfg.name, decided_at(op), 0.0, due))
-            run.cleared.discard(cfg.name)
+            run.notes[cfg.name] = OpenWork(cfg.name, decided_at(op), 0.0, due)
             return state, set()
         state = self._update_state(cfg.name, self._state_change(op.decision_id, outcome, run.now, op.capacity))
         run.summary.add("completed")
-        record = self.store.get_decision(cfg.name, decided_at(op))
+        at = decided_at(op)
+        known = newest() if newest is not None else None
+        record = next((d for d in known or () if d.decided_at == at), None) or self.store.get_decision(cfg.name, at)
         if record is not None:
-            self._close(record, [S.IN_FLIGHT, S.APPLYING, S.DEFERRED], outcome, run, state)
+            closed = self._close(record, [S.IN_FLIGHT, S.APPLYING, S.DEFERRED], outcome, run, state)
+            if closed is not None and known is not None:
+                known[:] = [closed if d.decided_at == at else d for d in known]
         return state, {op.decision_id}
 
     def _poll_op(self, cfg: TargetConfig, op: InFlightOperation, run: ActRun) -> Outcome:
@@ -738,16 +756,27 @@ class ActService:
             if allowed:
                 work.append((record, allowed, _urgency(record)))
         if not work and note is not None:
-            self.store.clear_open_work(name, note.decided_at)
+            run.notes.setdefault(name, None)
         return work
 
     def _survey(self, cfg: TargetConfig, run: ActRun, note: OpenWork | None, reconcile: bool) -> list[Work]:
         """Poll the target's in-flight operation, supersede stale decisions, pick the one to process, and
         (when `reconcile`) re-read a quiet target whose capacity was not confirmed for a while."""
         state = self._state(cfg.name)
+        read: list[list[DecisionRecord]] = []
+
+        def target_decisions() -> list[DecisionRecord]:  # one Query, when needed: not for an operation still running
+            if not read:
+                read.append(self.store.list_decisions(cfg.name, limit=SWEEP_DEPTH))
+            return read[0]
+
         if state.in_flight is not None and cfg.name not in run.polled:
-            state, _ = self._poll(cfg, state, run)
-        decisions = self.store.list_decisions(cfg.name, limit=SWEEP_DEPTH)
+            state, _ = self._poll(cfg, state, run, target_decisions)
+        if state.in_flight is not None:
+            # Nothing is applied while an operation is in flight (a newer decision would be deferred):
+            # the survey that sees it finish supersedes and picks, and the poll's note brings that survey.
+            return []
+        decisions = target_decisions()
         for future in [d for d in decisions if _dated_in_future(d, run.now)]:
             allowed = self._claimable(future, run.now)
             if allowed:
@@ -769,9 +798,8 @@ class ActService:
                 # IN_FLIGHT without the operation in the state (its record was lost): re-derive from AWS.
                 candidate = (newest, frozenset({S.IN_FLIGHT}), _urgency(newest))
         if candidate is None and state.in_flight is None:
-            if note is not None and cfg.name not in run.cleared:  # closing its decision may have removed it
-                self.store.clear_open_work(cfg.name, note.decided_at)
-                run.cleared.add(cfg.name)
+            if note is not None:
+                run.notes.setdefault(cfg.name, None)  # unless this survey noted something newer
             stale = state.confirmed_at + self.options.reconcile_every_s <= run.now
             if reconcile and stale:
                 self._reconcile_quiet(cfg, run)
