@@ -1002,3 +1002,64 @@ def _dynamodb_backends() -> Iterator[Any]:
 
     for regions in dynamodb_backends.values():
         yield from regions.values()
+
+
+def test_a_cancelled_transaction_leaves_every_item_as_it_was_and_a_whole_one_applies_every_write(
+    moto_credentials: None,
+) -> None:
+    """TransactWriteItems through the extension's rollback (the touched items kept, not the table):
+    all or nothing, as DynamoDB promises, and the items it does not name are not touched."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    install()
+    assert DynamoDBBackend.transact_write_items.__name__ == "transact_write_items"
+    assert DynamoDBBackend.transact_write_items.__qualname__.startswith("patch_transaction_rollback")
+    with mock_aws():
+        db = boto3.client("dynamodb", region_name=REGION)
+        db.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "PK", "AttributeType": "S"},
+                {"AttributeName": "SK", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for sk, v in (("updated", "1"), ("deleted", "2"), ("bystander", "3"), ("guard", "4")):
+            db.put_item(TableName="t", Item={"PK": {"S": "p"}, "SK": {"S": sk}, "v": {"N": v}})
+
+        def items() -> dict[str, str]:
+            return {i["SK"]["S"]: i["v"]["N"] for i in db.scan(TableName="t")["Items"]}
+
+        before = items()
+
+        def writes(guard: str) -> list[dict[str, Any]]:
+            key = {"PK": {"S": "p"}}
+            return [
+                {"Put": {"TableName": "t", "Item": key | {"SK": {"S": "created"}, "v": {"N": "9"}}}},
+                {
+                    "Update": {
+                        "TableName": "t",
+                        "Key": key | {"SK": {"S": "updated"}},
+                        "UpdateExpression": "SET v = :n",
+                        "ExpressionAttributeValues": {":n": {"N": "10"}},
+                    }
+                },
+                {"Delete": {"TableName": "t", "Key": key | {"SK": {"S": "deleted"}}}},
+                {  # last, so every write before it was applied when it fails
+                    "ConditionCheck": {
+                        "TableName": "t",
+                        "Key": key | {"SK": {"S": "guard"}},
+                        "ConditionExpression": "v = :g",
+                        "ExpressionAttributeValues": {":g": {"N": guard}},
+                    }
+                },
+            ]
+
+        with pytest.raises(db.exceptions.TransactionCanceledException) as cancelled:
+            db.transact_write_items(TransactItems=writes(guard="5"))
+        reasons = [r["Code"] for r in cancelled.value.response["CancellationReasons"]]
+        assert reasons == ["None", "None", "None", "ConditionalCheckFailed"]
+        assert items() == before  # the created item removed, the updated and deleted ones back
+        db.transact_write_items(TransactItems=writes(guard="4"))
+        assert items() == {"updated": "10", "bystander": "3", "guard": "4", "created": "9"}

@@ -151,6 +151,7 @@ def install(clock: Callable[[], float] | None = None) -> None:
             _sagemaker.patch()
             _dynamodb.patch_query()
             _dynamodb.patch_request_isolation()
+            _dynamodb.patch_transaction_rollback()
             _core.untrack_churning_models()
             _installed = True
         _core.SETTINGS.clock = clock or time.time
