@@ -160,7 +160,7 @@ def patch_transaction_rollback() -> None:
     from moto.dynamodb.models.dynamo_type import DynamoType
 
     transact = DynamoDBBackend.transact_write_items
-    backend_module.copy = _CopyWithoutTables()  # type: ignore[assignment]
+    backend_module.copy = _CopyWithoutTables()  # type: ignore[attr-defined,assignment]
 
     def touched(backend: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         kept: list[tuple[Any, ...]] = []
@@ -168,7 +168,7 @@ def patch_transaction_rollback() -> None:
             if not isinstance(entry, dict) or len(entry) != 1:
                 continue  # moto refuses it
             op = next(iter(entry.values()))
-            table = backend.tables.get(op.get("TableName")) if isinstance(op, dict) else None
+            table = backend.tables.get(str(op.get("TableName"))) if isinstance(op, dict) else None
             key = (op.get("Item") if "Item" in op else op.get("Key")) if table is not None else None
             if table is None or not isinstance(key, dict) or table.hash_key_attr not in key:
                 continue

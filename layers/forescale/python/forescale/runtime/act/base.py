@@ -133,6 +133,9 @@ class Actuator(ABC):
     RejectedError from the adapters; the orchestrator turns them into outcomes."""
 
     operations: frozenset[str] = frozenset()  # the in-flight operations this actuator polls
+    # When the sweep first looks at an operation this actuator started (None: the service's
+    # `poll_after_s`); a newer decision for the target polls it at once whatever this says.
+    first_poll_after_s: int | None = None
 
     @abstractmethod
     def read(self, cfg: TargetConfig) -> Actual:

@@ -23,6 +23,9 @@ class InstanceCount(Actuator):
     """One endpoint variant's instance count; instance-type changes are handed to `type_switch`."""
 
     operations = frozenset({OPERATION})
+    # An instance-count update provisions or drains instances: minutes (the moto extension: 300 s).
+    # Polled from 4 minutes on, it costs 2 DescribeEndpoint calls instead of 5.
+    first_poll_after_s = 240
 
     def __init__(
         self,

@@ -565,7 +565,7 @@ class ActService:
         """Keep the open-work index: a note while the decision is owed or its operation runs, none after."""
         urgency = _urgency(record)
         if outcome.status is S.IN_FLIGHT:
-            due, urgency = run.now + self.options.poll_after_s, 0.0  # a poll: after the changes still owed
+            due, urgency = run.now + self._first_poll_after_s(outcome.in_flight), 0.0  # after the changes owed
         elif outcome.status is S.DEFERRED:
             backoff = state.backoff if state is not None else None
             due = backoff.until if backoff is not None and backoff.until > run.now else run.now
@@ -726,6 +726,12 @@ class ActService:
             if closed is not None and known is not None:
                 known[:] = [closed if d.decided_at == at else d for d in known]
         return state, {op.decision_id}
+
+    def _first_poll_after_s(self, op: InFlightOperation | None) -> int:
+        for actuator in self.actuators.values():
+            if op is not None and op.operation in actuator.operations and actuator.first_poll_after_s is not None:
+                return actuator.first_poll_after_s
+        return self.options.poll_after_s
 
     def _poll_op(self, cfg: TargetConfig, op: InFlightOperation, run: ActRun) -> Outcome:
         if op.operation in TypeSwitch.operations:
