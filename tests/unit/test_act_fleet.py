@@ -288,10 +288,9 @@ def test_a_change_to_a_confirmed_target_costs_few_store_round_trips_and_its_poll
     # Query), the claim, one state read, the trust spent, the state and the outcome recorded, and the
     # notes the invocation changed, written together
     assert w.decision("orders", T0 + 120).status is S.APPLIED
-    assert sorted(applying) == sorted(
-        ["write_open_work", "get_targets", "list_decisions", "transition_decision", "get_state"]
-        + ["put_state", "put_state", "transition_decision", "write_open_work"]
-    ), applying
+    expected = ["write_open_work", "get_targets", "list_decisions", "transition_decision", "get_state"]
+    expected += ["put_state", "put_state", "transition_decision", "write_open_work"]
+    assert sorted(applying) == sorted(expected), applying
     # the poll: the index and its configs, then the state read and recorded, the target's newest
     # decisions (which hold the operation's), the outcome recorded; the note goes with the invocation's
     # other notes; then the rotation's page and cursor (and the user bounds to give back)

@@ -463,17 +463,44 @@ def test_reserved_concurrency_keeps_100_unreserved(w: World) -> None:
 # ---------------------------------------------------------------- SageMaker
 
 
-def test_instance_count_goes_in_flight_and_completes_when_in_service(w: World) -> None:
+def describes(w: World) -> list[str]:
+    return [c for c in w.sm.calls if c.startswith("describe_endpoint")]
+
+
+def test_instance_count_goes_in_flight_is_polled_from_four_minutes_on_and_completes_when_in_service(
+    w: World,
+) -> None:
     w.target(endpoint())
     w.act.apply_decisions([w.decide("ranker", 4, previous=2)], T0 + 5)
     assert w.decision("ranker").status is S.IN_FLIGHT
-    w.act.sweep(T0 + 60)  # still Updating
-    assert w.decision("ranker").status is S.IN_FLIGHT
+    w.sm.calls.clear()
+    for minute in (1, 2, 3):  # an instance-count update takes minutes: not polled yet
+        w.act.sweep(T0 + 60 * minute)
+    assert describes(w) == []
+    w.act.sweep(T0 + 240)  # still Updating
+    assert w.decision("ranker").status is S.IN_FLIGHT and len(describes(w)) == 1
     w.sm.complete_updates()
-    w.act.sweep(T0 + 120)
+    w.act.sweep(T0 + 300)
     record = w.decision("ranker")
     assert record.status is S.APPLIED and "InService with 4 instances" in (record.outcome or "")
     assert w.store.get_state("ranker").capacity == 4
+
+
+def test_a_decision_waiting_for_an_endpoint_update_is_looked_at_when_the_update_is_worth_polling(w: World) -> None:
+    w.target(endpoint())
+    w.act.apply_decisions([w.decide("ranker", 4, previous=2)], T0 + 5)
+    # a newer decision polls the update at once, and waits for it
+    w.act.apply_decisions([w.decide("ranker", 5, at=T0 + 60, previous=2)], T0 + 65)
+    assert w.decision("ranker", T0 + 60).status is S.DEFERRED
+    w.sm.calls.clear()
+    for minute in (2, 3):  # the waiting decision does not poll the endpoint every minute
+        w.act.sweep(T0 + 60 * minute)
+    assert describes(w) == []
+    w.sm.complete_updates()
+    w.act.sweep(T0 + 240)
+    assert w.decision("ranker").status is S.APPLIED
+    assert w.decision("ranker", T0 + 60).status is S.IN_FLIGHT  # then applied at once
+    assert w.sm.calls[-1] == "set_instance_count ranker/AllTraffic=5"
 
 
 def test_instance_count_waits_for_in_service(w: World) -> None:

@@ -123,6 +123,7 @@ class ActOptions:
     rotation_per_sweep: int = 100  # quiet targets a sweep looks at, next in name order after the last
     reconcile_reads_per_sweep: int = 30  # of those, at most this many re-read from AWS per sweep
     poll_after_s: int = 60  # an allocation is not polled sooner (AWS takes a minute or two)
+    sweep_slack_s: int = 15  # a sweep takes notes due up to this much later (the next sweep is a minute off)
     account_settings_max_age_s: int = 60  # GetAccountSettings is read at most this often
     backoff_first_s: int = 180  # a refused change waits this long before its first retry, then doubles
     backoff_max_s: int = 3600
@@ -213,8 +214,14 @@ class ActService:
         user's autoscaling bounds where forescale no longer manages them, and reconcile the next quiet
         targets of the rotation."""
         run = self._begin(now)
-        seen: set[str] = set()
-        notes = [w for w in self.store.list_open_work() if w.due_at <= now]
+        every_note = self.store.list_open_work()
+        # Due by the next sweep's start (decisions land seconds after the minute, sweeps on it): a poll
+        # due 5 s from now is not put off a whole minute.
+        due_by = now + self.options.sweep_slack_s
+        # A target with open work is looked at through its note when the note is due, not by the
+        # rotation: an operation in flight is polled on its schedule, not whenever its turn comes.
+        seen = {w.target for w in every_note if w.due_at > due_by}
+        notes = [w for w in every_note if w.due_at <= due_by]
         notes.sort(key=lambda w: (-w.urgency, w.due_at, w.target))
         self._load_configs([n.target for n in notes], run)
         # Changes still owed first (largest expected spill first), then polls of operations in flight
@@ -568,7 +575,14 @@ class ActService:
             due, urgency = run.now + self._first_poll_after_s(outcome.in_flight), 0.0  # after the changes owed
         elif outcome.status is S.DEFERRED:
             backoff = state.backoff if state is not None else None
-            due = backoff.until if backoff is not None and backoff.until > run.now else run.now
+            op = state.in_flight if state is not None else None
+            if backoff is not None and backoff.until > run.now:
+                due = backoff.until
+            elif outcome.action == "wait-in-flight" and op is not None:
+                # Nothing to do before the operation it waits for is worth polling again.
+                due = max(op.started_at + self._first_poll_after_s(op), run.now + self.options.poll_after_s)
+            else:
+                due = run.now
         elif outcome.status is S.SUPERSEDED:
             return  # the newer decision that superseded it has the target's note
         else:
