@@ -304,3 +304,61 @@ def test_slo_floor_max_bounds_the_standing_floor_controller(floor_max: float, ok
     else:
         with pytest.raises(ValueError, match="slo"):
             make_policy("predictive", FN, 600, slo_floor_max=floor_max)
+
+
+OLD_LEDGER = {"slo_controllable": False, "slo_floor_level_quantile": 0.0}
+
+
+def _plan(rates: list[float], **params: object) -> PredictivePolicy:
+    """A predictive planner for FN from no capacity, deciding at each step's start and then seeing it."""
+    policy = make_policy("predictive", FN, STEP, **params)  # type: ignore[arg-type]
+    planner = Planner(FN, policy)
+    for i, rate in enumerate(rates):
+        planner.decide(StepInput(now=i * STEP))
+        planner.observe(i * STEP, rate)
+    assert isinstance(policy, PredictivePolicy)
+    return policy
+
+
+def test_given_misses_before_any_decision_could_land_then_they_spend_the_budget_but_move_no_lever() -> None:
+    # Given a target taken over at no capacity, with demand from the first step: the first decision
+    # that sees demand is at 60 s and lands at 180 s, so both steps miss every request
+    policy = _plan([50.0, 50.0])
+    # Then the realized budget counts them: overspent, as decisions and status report it
+    assert policy.budget_left < 0
+    # And the controller learned nothing from them: no capacity choice could have served them
+    assert (policy.log_headroom, policy.log_floor) == (0.0, 0.0)
+    # (the controller before the two ledgers took them for a switch-on and raised the standing floor)
+    before = _plan([50.0, 50.0], **OLD_LEDGER)
+    assert before.budget_left == policy.budget_left and before.log_floor > 0
+
+
+def test_given_a_surprise_far_above_the_levers_then_only_the_part_they_would_have_served_is_learned() -> None:
+    # Given a steady 10 req/s, then one step at 100 req/s (10× the forecast; the headroom's lever is 3×)
+    rates = [10.0] * 40 + [100.0]
+    new = _plan(rates, slo_gain=0.001)
+    old = _plan(rates, slo_gain=0.001, **OLD_LEDGER)
+    # Then both ledgers spend the same realized budget
+    assert new.budget_left == old.budget_left < 0
+    # And the controller moves by what 3× headroom would have served, far less than by the whole miss
+    moved_new = new.log_headroom + new.log_floor
+    moved_old = old.log_headroom + old.log_floor
+    assert 0 < moved_new < moved_old / 2
+
+
+def test_given_a_switch_on_then_the_floor_learns_and_given_a_rise_in_scale_then_the_headroom_does() -> None:
+    # Given a client that switches between off and 50 req/s every 30 minutes
+    on_off = ([50.0] * 30 + [0.0] * 30) * 3
+    switch = _plan(on_off)
+    # Then the switch-on misses raise the standing floor (its lever serves them, headroom × nothing cannot)
+    assert switch.log_floor > 0 and switch.log_headroom == 0.0
+    # Given steady demand that doubles and stays there
+    rise = _plan([50.0] * 40 + [100.0] * 5)
+    # Then it is the headroom that rises, not the floor (the floor's lever is the usual active level)
+    assert rise.log_headroom > 0 and rise.log_floor == 0.0
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0])
+def test_slo_floor_level_quantile_must_be_a_quantile(bad: float) -> None:
+    with pytest.raises(ValueError, match="slo_floor_level_quantile"):
+        make_policy("predictive", FN, STEP, slo_floor_level_quantile=bad)
