@@ -306,6 +306,7 @@ def test_slo_floor_max_bounds_the_standing_floor_controller(floor_max: float, ok
             make_policy("predictive", FN, 600, slo_floor_max=floor_max)
 
 
+LEDGER = {"slo_controllable": True}
 OLD_LEDGER = {"slo_controllable": False, "slo_floor_level_quantile": 0.0}
 
 
@@ -323,7 +324,7 @@ def _plan(rates: list[float], **params: object) -> PredictivePolicy:
 def test_given_misses_before_any_decision_could_land_then_they_spend_the_budget_but_move_no_lever() -> None:
     # Given a target taken over at no capacity, with demand from the first step: the first decision
     # that sees demand is at 60 s and lands at 180 s, so both steps miss every request
-    policy = _plan([50.0, 50.0])
+    policy = _plan([50.0, 50.0], **LEDGER)
     # Then the realized budget counts them: overspent, as decisions and status report it
     assert policy.budget_left < 0
     # And the controller learned nothing from them: no capacity choice could have served them
@@ -331,12 +332,16 @@ def test_given_misses_before_any_decision_could_land_then_they_spend_the_budget_
     # (the controller before the two ledgers took them for a switch-on and raised the standing floor)
     before = _plan([50.0, 50.0], **OLD_LEDGER)
     assert before.budget_left == policy.budget_left and before.log_floor > 0
+    # And the decision says why the overspent budget buys no headroom back
+    reason = policy.recommend(2 * STEP, 0, 0, None).reason
+    assert "budget overspent" in reason and "100% of its misses out of reach" in reason
+    assert "out of reach" not in before.recommend(2 * STEP, 0, 0, None).reason
 
 
 def test_given_a_surprise_far_above_the_levers_then_only_the_part_they_would_have_served_is_learned() -> None:
     # Given a steady 10 req/s, then one step at 100 req/s (10× the forecast; the headroom's lever is 3×)
     rates = [10.0] * 40 + [100.0]
-    new = _plan(rates, slo_gain=0.001)
+    new = _plan(rates, slo_gain=0.001, **LEDGER)
     old = _plan(rates, slo_gain=0.001, **OLD_LEDGER)
     # Then both ledgers spend the same realized budget
     assert new.budget_left == old.budget_left < 0
@@ -349,11 +354,11 @@ def test_given_a_surprise_far_above_the_levers_then_only_the_part_they_would_hav
 def test_given_a_switch_on_then_the_floor_learns_and_given_a_rise_in_scale_then_the_headroom_does() -> None:
     # Given a client that switches between off and 50 req/s every 30 minutes
     on_off = ([50.0] * 30 + [0.0] * 30) * 3
-    switch = _plan(on_off)
+    switch = _plan(on_off, **LEDGER)
     # Then the switch-on misses raise the standing floor (its lever serves them, headroom × nothing cannot)
     assert switch.log_floor > 0 and switch.log_headroom == 0.0
     # Given steady demand that doubles and stays there
-    rise = _plan([50.0] * 40 + [100.0] * 5)
+    rise = _plan([50.0] * 40 + [100.0] * 5, **LEDGER)
     # Then it is the headroom that rises, not the floor (the floor's lever is the usual active level)
     assert rise.log_headroom > 0 and rise.log_floor == 0.0
 

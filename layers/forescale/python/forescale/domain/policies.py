@@ -333,18 +333,20 @@ class PredictiveParams:
     - `slo_gain` and the other `slo_*`: the error-budget controller (`forescale.domain.slo`): misses
       over `slo_setpoint` × the SLO raise the headroom (up to `slo_headroom_max`), misses that came
       from a standing start raise a standing floor (`slo_floor`; at most `slo_floor_max` - 1 times
-      the target's usual active rate), and steps under it lower both
+      the target's active level, see `slo_floor_level_quantile`), and steps under it lower both
       again, never below the calibrated sizing (`slo_headroom_min` 1). 0 turns it off; the budget
       itself is always tracked and reported in the decision's reason.
     - `slo_controllable`: the controller learns only from the miss its levers could have avoided
       (`forescale.domain.slo`: the take-over and the part of a surprise beyond the levers' maximum
       are spent from the budget, and reported, but buy no headroom back). A miss over its share raises
       the lever that would have served more of it (the floor for a switch-on, the headroom otherwise).
-      False: from every miss, with the floor raised by misses from under half the needed capacity.
+      False (the default, measured better on the shared traces' short GPU traces, see
+      docs/benchmarks.md): from every miss, with the floor raised by misses from under half the
+      needed capacity.
     - `slo_floor_level_quantile`: the standing floor is a share of this quantile of the target's
       non-zero rates (a streaming estimate; 0: their moving average). A target that bursts far
       above its mean (an LLM client at 67 req/s for 20 minutes) needs the floor at its burst level.
-      `slo_controllable=False, slo_floor_level_quantile=0` is the controller before the two ledgers.
+      `slo_floor_level_quantile=0` is the controller before this parameter.
     """
 
     sizing_quantile: float = 0.92
@@ -388,7 +390,7 @@ class PredictiveParams:
     slo_headroom_min: float = 1.0
     slo_headroom_max: float = 3.0
     slo_floor_max: float = 2.0
-    slo_controllable: bool = True
+    slo_controllable: bool = False
     slo_floor_level_quantile: float = 0.9
 
     def __post_init__(self) -> None:
@@ -513,6 +515,8 @@ class PredictivePolicy(Policy):
         buckets = max(1, p.slo_window_s // self.slo_bucket_s)
         self.slo_requests: deque[float] = deque([0.0], maxlen=buckets)
         self.slo_missed: deque[float] = deque([0.0], maxlen=buckets)
+        # The controllable ledger's share of those misses, in the same buckets (reported, not a budget).
+        self.slo_reachable: deque[float] = deque([0.0], maxlen=buckets)
         self.slo_bucket_at = -1  # start of the newest bucket
         self.slo_typical = 0.0  # EWMA of a step's requests, to weigh busy steps more
         self.log_headroom = 0.0
@@ -601,6 +605,7 @@ class PredictivePolicy(Policy):
             if self.slo_bucket_at >= 0:
                 self.slo_requests.append(0.0)
                 self.slo_missed.append(0.0)
+                self.slo_reachable.append(0.0)
             self.slo_bucket_at = bucket
         self.slo_requests[-1] += requests
         self.slo_missed[-1] += missed
@@ -611,6 +616,7 @@ class PredictivePolicy(Policy):
         slo = self.target.slo_miss * self.params.slo_setpoint
         if ledger:
             by_headroom, by_floor = self._controllable(ts, segments, rate_rps, capacity_rps)
+            self.slo_reachable[-1] += max(by_headroom, by_floor)
             self._learn(by_headroom, by_floor, requests, weight, slo)
             return
         if rate_rps > 0:
@@ -681,6 +687,16 @@ class PredictivePolicy(Policy):
         self.slo_lever_cap = min(top, size_for_rate(self.target, max(demand, unlevered * p.slo_headroom_max), itype))
         standing = (p.slo_floor_max - 1) * self.active_level if p.slo_floor else 0.0
         self.slo_lever_floor_cap = min(top, size_for_rate(self.target, max(demand, standing), itype))
+
+    def _out_of_reach(self) -> str:
+        """The share of the window's misses no lever could have served, for the reason ('' if none or not tracked)."""
+        missed = sum(self.slo_missed)
+        if not self._controllable_ledger or missed <= 0:
+            return ""
+        out = 1.0 - min(1.0, sum(self.slo_reachable) / missed)
+        if out < 0.005:
+            return ""
+        return f" ({out:.0%} of its misses out of reach: before a decision could land, or beyond the levers)"
 
     @property
     def budget_left(self) -> float:
@@ -874,6 +890,7 @@ class PredictivePolicy(Policy):
                 f"SLO {self.target.slo_miss:.2%}: "
                 + (f"{left:.0%} of the budget left" if left >= 0 else f"budget overspent by {-left:.0%}")
                 + f" over the last {self.params.slo_window_s // 3600} h"
+                + self._out_of_reach()
             )
         unlevered = demand
         if self.params.slo_gain:

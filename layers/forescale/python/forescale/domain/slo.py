@@ -12,7 +12,8 @@ their lead times, judged against the capacity in effect; Lambda spill = requests
 SageMaker violations = requests above N × per-instance capacity. Pure: no AWS, no logging.
 
 Two ledgers. The realized budget counts every miss: it is what decisions, status and the reports say.
-The controller learns only from the *controllable* miss: the part of a step's miss that the levers at
+With `slo_controllable` (PredictiveParams; off by default, see its docstring for the measurements),
+the controller learns only from the *controllable* miss: the part of a step's miss that the levers at
 their maximum (headroom `headroom_max`, the standing floor at its most), applied by the decision that
 could have landed in time, would have served (`lever_segments`, `controllable_missed`). Misses before
 any decision could land (the take-over) and the part of an unannounced surge beyond what the levers
