@@ -924,7 +924,8 @@ class PredictivePolicy(Policy):
                 parts.append(note)
         # In panic, size for the observed surge itself, not for the calibrated scenarios.
         cap = self._size(demand, floor, [] if panic else members, itype)
-        self._price_levers(unlevered, demand, itype)
+        # Priced in the type in effect: the ledger counts the capacity in effect in its units.
+        self._price_levers(unlevered, demand, instance_type)
         if p.miss_cost_usd is not None and members and not panic:
             parts.append(f"cost-optimal at ${p.miss_cost_usd:g} per missed request")
         if p.slo_gain and cap >= self.target.max_capacity and self.budget_left < 0:
