@@ -340,8 +340,9 @@ class PredictiveParams:
       (`forescale.domain.slo`: the take-over and the part of a surprise beyond the levers' maximum
       are spent from the budget, and reported, but buy no headroom back). A miss over its share raises
       the lever that would have served more of it (the floor for a switch-on, the headroom otherwise).
-      False (the default, measured better on the shared traces' short GPU traces, see
-      docs/benchmarks.md): from every miss, with the floor raised by misses from under half the
+      One exception: a take-over miss from a standing start (under half the needed capacity in
+      effect) still raises the standing floor, as it says the target is on. False: the controller
+      before the two ledgers, from every miss, with the floor raised by misses from under half the
       needed capacity.
     - `slo_floor_level_quantile`: the standing floor is a share of this quantile of the target's
       non-zero rates (a streaming estimate; 0: their moving average). A target that bursts far
@@ -390,7 +391,7 @@ class PredictiveParams:
     slo_headroom_min: float = 1.0
     slo_headroom_max: float = 3.0
     slo_floor_max: float = 2.0
-    slo_controllable: bool = False
+    slo_controllable: bool = True
     slo_floor_level_quantile: float = 0.9
 
     def __post_init__(self) -> None:
@@ -614,17 +615,26 @@ class PredictivePolicy(Policy):
         )
         weight = min(10.0, requests / self.slo_typical) if self.slo_typical > 0 else 1.0
         slo = self.target.slo_miss * self.params.slo_setpoint
-        if ledger:
-            by_headroom, by_floor = self._controllable(ts, segments, rate_rps, capacity_rps)
-            self.slo_reachable[-1] += max(by_headroom, by_floor)
-            self._learn(by_headroom, by_floor, requests, weight, slo)
-            return
-        if rate_rps > 0:
-            self.active_level = active_level_step(self.active_level, rate_rps, self.params.slo_floor_level_quantile)
         # A miss that started from less than half the capacity the step needed is a switch-on: more
         # headroom multiplies next to nothing, a standing floor is what serves it.
         cold = segments[0][1] < size_for_rate(self.target, rate_rps, self.slo_type) / 2
         over = missed > slo * requests
+        if ledger:
+            by_headroom, by_floor = self._controllable(ts, segments, rate_rps, capacity_rps)
+            self.slo_reachable[-1] += max(by_headroom, by_floor)
+            if self.slo_lever is None and over and cold and self.params.slo_floor:
+                # The take-over, before any decision could land: nothing was controllable and the headroom
+                # learns nothing, but a miss from a standing start says the target is on at its active
+                # level, which is what the standing floor is for (measured: without it, the first landing
+                # decisions on mooncake-2025 and azure-llm-2023 came too small).
+                self.log_floor = controller_step(
+                    self.log_floor, missed, requests, weight, slo, self.params.slo_floor_params
+                )
+                return
+            self._learn(by_headroom, by_floor, requests, weight, slo)
+            return
+        if rate_rps > 0:
+            self.active_level = active_level_step(self.active_level, rate_rps, self.params.slo_floor_level_quantile)
         if over and cold and self.params.slo_floor:
             self.log_floor = controller_step(
                 self.log_floor, missed, requests, weight, slo, self.params.slo_floor_params

@@ -12,13 +12,14 @@ their lead times, judged against the capacity in effect; Lambda spill = requests
 SageMaker violations = requests above N × per-instance capacity. Pure: no AWS, no logging.
 
 Two ledgers. The realized budget counts every miss: it is what decisions, status and the reports say.
-With `slo_controllable` (PredictiveParams; off by default, see its docstring for the measurements),
-the controller learns only from the *controllable* miss: the part of a step's miss that the levers at
+With `slo_controllable` (PredictiveParams, on by default), the controller learns only from the
+*controllable* miss: the part of a step's miss that the levers at
 their maximum (headroom `headroom_max`, the standing floor at its most), applied by the decision that
 could have landed in time, would have served (`lever_segments`, `controllable_missed`). Misses before
 any decision could land (the take-over) and the part of an unannounced surge beyond what the levers
 would have bought are spent from the budget but buy no headroom back: more headroom would not have
-avoided them, it would only cost capacity for hours afterwards.
+avoided them, it would only cost capacity for hours afterwards. (A take-over miss from a standing
+start still teaches the standing floor that the target is on: see PredictiveParams.)
 """
 
 from __future__ import annotations
