@@ -304,3 +304,78 @@ def test_slo_floor_max_bounds_the_standing_floor_controller(floor_max: float, ok
     else:
         with pytest.raises(ValueError, match="slo"):
             make_policy("predictive", FN, 600, slo_floor_max=floor_max)
+
+
+LEDGER = {"slo_controllable": True}
+OLD_LEDGER = {"slo_controllable": False, "slo_floor_level_quantile": 0.0}
+
+
+def _plan(rates: list[float], target: Target = FN, initial: int | None = None, **params: object) -> PredictivePolicy:
+    """A predictive planner from `initial` capacity (None: none), deciding at each step's start and then seeing it."""
+    policy = make_policy("predictive", target, STEP, **params)  # type: ignore[arg-type]
+    planner = Planner(target, policy, initial_capacity=initial)
+    for i, rate in enumerate(rates):
+        planner.decide(StepInput(now=i * STEP))
+        planner.observe(i * STEP, rate)
+    assert isinstance(policy, PredictivePolicy)
+    return policy
+
+
+def test_given_misses_before_any_decision_could_land_then_they_spend_the_budget_but_buy_no_headroom() -> None:
+    # Given a target taken over at its minimum of 10 environments, under demand that needs about 18
+    # (50 req/s × 0.2 s at 1 %): the first decision that sees demand is at 60 s and lands at 180 s
+    at_ten = Target("fn", TargetKind.LAMBDA_PROVISIONED, duration_s=0.2, min_capacity=10, max_capacity=5000)
+    policy = _plan([50.0, 50.0], at_ten, 10, **LEDGER)
+    # Then the realized budget counts them: overspent, as decisions and status report it
+    assert policy.budget_left < 0
+    # And the controller learned nothing from them: no capacity choice could have served them
+    assert (policy.log_headroom, policy.log_floor) == (0.0, 0.0)
+    # (the controller before the two ledgers raised the headroom for them, to be bought back for hours)
+    before = _plan([50.0, 50.0], at_ten, 10, **OLD_LEDGER)
+    assert before.budget_left == policy.budget_left and before.log_headroom > 0
+    # And the decision says why the overspent budget buys no headroom back
+    reason = policy.recommend(2 * STEP, 10, 10, None).reason
+    assert "budget overspent" in reason and "100% of its misses out of reach" in reason
+    assert "out of reach" not in before.recommend(2 * STEP, 10, 10, None).reason
+
+
+def test_given_a_take_over_from_a_standing_start_then_only_the_standing_floor_learns_that_the_target_is_on() -> None:
+    # Given a target taken over at no capacity under demand (a switch-on no decision could have served)
+    policy = _plan([50.0, 50.0], **LEDGER)
+    # Then the standing floor rises (the target is on at its active level) and the headroom does not
+    assert policy.log_floor > 0 and policy.log_headroom == 0.0
+    assert policy.budget_left < 0
+
+
+def test_given_a_surprise_far_above_the_levers_then_only_the_part_they_would_have_served_is_learned() -> None:
+    # Given a steady 10 req/s, then one step at 100 req/s (10× the forecast; the headroom's lever is 3×)
+    steady = [0.0] * 3 + [10.0] * 40
+
+    def moved(**ledger: object) -> tuple[float, float]:
+        before, after = _plan(steady, slo_gain=0.0002, **ledger), _plan([*steady, 100.0], slo_gain=0.0002, **ledger)
+        lever = after.log_headroom + after.log_floor - before.log_headroom - before.log_floor
+        return lever, after.budget_left
+
+    (new, new_left), (old, old_left) = moved(**LEDGER), moved(**OLD_LEDGER)
+    # Then both ledgers spend the same realized budget
+    assert new_left == old_left < 0
+    # And the controller moves by what 3× headroom would have served, far less than by the whole miss
+    assert 0 < new < old / 2
+
+
+def test_given_a_switch_on_then_the_floor_learns_and_given_a_rise_in_scale_then_the_headroom_does() -> None:
+    # Given a client that switches between off and 50 req/s every 30 minutes
+    on_off = ([0.0] * 30 + [50.0] * 30) * 3
+    switch = _plan(on_off, **LEDGER)
+    # Then the switch-on misses raise the standing floor (its lever serves them, headroom × nothing cannot)
+    assert switch.log_floor > 0 and switch.log_headroom == 0.0
+    # Given steady demand that doubles and stays there
+    rise = _plan([0.0] * 3 + [50.0] * 40 + [100.0] * 5, **LEDGER)
+    # Then it is the headroom that rises, not the floor (the floor's lever is the usual active level)
+    assert rise.log_headroom > 0 and rise.log_floor == 0.0
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0])
+def test_slo_floor_level_quantile_must_be_a_quantile(bad: float) -> None:
+    with pytest.raises(ValueError, match="slo_floor_level_quantile"):
+        make_policy("predictive", FN, STEP, slo_floor_level_quantile=bad)
