@@ -7,17 +7,7 @@ import math
 import pytest
 
 from forescale.domain.sizing import erlang_b
-from forescale.domain.slo import (
-    SloParams,
-    active_level_step,
-    budget_left,
-    controllable_missed,
-    controller_step,
-    in_effect_segments,
-    lever_segments,
-    missed_requests,
-    overlay,
-)
+from forescale.domain.slo import SloParams, budget_left, controller_step, in_effect_segments, missed_requests
 from forescale.domain.targets import InstanceType, Target, TargetKind
 
 FN = Target(name="fn", kind=TargetKind.LAMBDA_PROVISIONED, duration_s=0.5)
@@ -125,84 +115,3 @@ def test_budget_left(missed: float, requests: float, left: float) -> None:
 def test_bad_params_are_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="slo"):
         SloParams(**bad)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    ("current", "levers", "expected"),
-    [
-        # No decision could have landed yet: the whole step is out of the levers' reach.
-        (None, [], [(600, None)]),
-        # The first decision could land 360 s into the step: out of reach before, its levers after.
-        (None, [(360.0, 9.0)], [(360, None), (240, 9)]),
-        (5, [(120.0, 9.0), (480.0, 7.0)], [(120, 5), (360, 9), (120, 7)]),
-        # Could land at or before the step's start: in effect from it; at or after its end: not in it.
-        (5, [(0.0, 9.0)], [(600, 9)]),
-        (5, [(600.0, 9.0)], [(600, 5)]),
-    ],
-)
-def test_lever_segments(
-    current: int | None, levers: list[tuple[float, float]], expected: list[tuple[int, int | None]]
-) -> None:
-    assert lever_segments(0, 600, current, levers) == expected
-
-
-@pytest.mark.parametrize(
-    ("capacity", "lever", "expected"),
-    [
-        ([(600, 4)], [(600, 9)], [(600, 4, 9)]),
-        ([(120, 4), (480, 9)], [(360, None), (240, 12)], [(120, 4, None), (240, 9, None), (240, 9, 12)]),
-        ([(300, 4), (300, 5)], [(300, 7), (300, 8)], [(300, 4, 7), (300, 5, 8)]),
-    ],
-)
-def test_overlay_merges_two_segmentations_of_a_step(
-    capacity: list[tuple[int, int]], lever: list[tuple[int, int | None]], expected: list[tuple[int, int, int | None]]
-) -> None:
-    assert overlay(capacity, lever) == expected
-
-
-@pytest.mark.parametrize(
-    ("target", "pieces", "rate", "expected"),
-    [
-        # SageMaker, 10 req/s per instance: max(0, min(demand, the levers' capacity) − capacity) × seconds.
-        (EP, [(60, 2, 3)], 25.0, (25 - 20) * 60),  # the levers serve all of it
-        (EP, [(60, 2, 3)], 45.0, (30 - 20) * 60),  # a surge beyond the levers: only up to them
-        (EP, [(60, 2, 2)], 45.0, 0.0),  # the levers at their maximum asked no more
-        (EP, [(60, 3, 2)], 45.0, 0.0),  # asked less than was in effect: nothing (never negative)
-        (EP, [(60, 0, None)], 45.0, 0.0),  # no decision could have landed: out of reach
-        (EP, [(30, 0, None), (30, 2, 3)], 25.0, (25 - 20) * 30),
-        # Lambda: the Erlang B difference (m = 5 busy environments).
-        (FN, [(60, 5, 8)], 10.0, 600 * (erlang_b(5, 5.0) - erlang_b(8, 5.0))),
-    ],
-)
-def test_controllable_missed_is_what_the_levers_would_have_served(
-    target: Target, pieces: list[tuple[int, int, int | None]], rate: float, expected: float
-) -> None:
-    got = controllable_missed(target, pieces, rate, 10.0)
-    assert math.isclose(got, expected, rel_tol=1e-12, abs_tol=1e-12)
-
-
-@pytest.mark.parametrize(
-    ("level", "rate", "quantile", "expected"),
-    [
-        (0.0, 7.0, 0.9, 7.0),  # the first non-zero rate starts it
-        (10.0, 20.0, 0.0, 10.2),  # quantile 0: the moving average (weight 0.02)
-        (10.0, 20.0, 0.9, 10.0 * math.exp(0.09)),  # above the estimate: up by 0.1 × 0.9 in log
-        (10.0, 5.0, 0.9, 10.0 * math.exp(-0.01)),  # at or below it: down by 0.1 × 0.1
-        (10.0, 10.0, 0.9, 10.0 * math.exp(-0.01)),
-    ],
-)
-def test_active_level_step(level: float, rate: float, quantile: float, expected: float) -> None:
-    assert active_level_step(level, rate, quantile) == pytest.approx(expected, rel=1e-12)
-
-
-def test_given_a_bursty_target_the_active_level_settles_at_its_burst_not_its_mean() -> None:
-    # Given a client at 2 req/s that bursts to 60 req/s in one step of five (mean 13.6 req/s)
-    level = 0.0
-    for i in range(2000):
-        level = active_level_step(level, 60.0 if i % 5 == 0 else 2.0, 0.9)
-    mean = 0.0
-    for i in range(2000):
-        mean = active_level_step(mean, 60.0 if i % 5 == 0 else 2.0, 0.0)
-    # Then the 0.9 quantile sits at the burst level (a fifth of the rates are 60), the mean far below it
-    assert 40 < level <= 66
-    assert mean < 20

@@ -110,27 +110,3 @@ def test_given_a_planner_that_never_decided_then_its_snapshot_restores() -> None
     blob = snapshot.dump(Planner(target, make_policy("predictive", target, 60)))
     restored = snapshot.load(Planner(target, make_policy("predictive", target, 60)), blob)
     assert restored.policy.upper_band == math.inf  # type: ignore[attr-defined]
-
-
-@pytest.mark.parametrize("target_name", ["batch-spiky", "gpu-endpoint"])
-def test_given_the_controllable_ledger_then_a_planner_restored_every_step_decides_like_one_that_never_stopped(
-    target_name: str,
-) -> None:
-    # The ledger's levers in their lead (a deque of triples) and the levers in effect survive a restore.
-    trace = generate(days=0.25, step_s=60, seed=11, targets=[target_name])
-    tt = trace.targets[target_name]
-    target = tt.to_target()
-    live = Planner(target, make_policy("predictive", target, 60, slo_controllable=True))
-    blob: bytes | None = None
-    for i in range(trace.steps):
-        restored = Planner(target, make_policy("predictive", target, 60, slo_controllable=True))
-        if blob is not None:
-            snapshot.load(restored, blob)
-        if i:
-            live.observe(trace.time(i - 1), tt.requests[i - 1] / 60)
-            restored.observe(trace.time(i - 1), tt.requests[i - 1] / 60)
-        a = live.decide(StepInput(now=trace.time(i)))
-        b = restored.decide(StepInput(now=trace.time(i)))
-        assert (a.capacity, a.reason) == (b.capacity, b.reason)
-        blob = snapshot.dump(restored)
-    assert live.policy.slo_levers or live.policy.slo_lever is not None  # type: ignore[attr-defined]

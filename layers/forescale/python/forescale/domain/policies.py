@@ -37,17 +37,7 @@ from forescale.domain.sizing import (
     offered_load,
     sagemaker_instances,
 )
-from forescale.domain.slo import (
-    SloParams,
-    active_level_step,
-    budget_left,
-    controllable_missed,
-    controller_step,
-    in_effect_segments,
-    lever_segments,
-    missed_requests,
-    overlay,
-)
+from forescale.domain.slo import SloParams, budget_left, controller_step, in_effect_segments, missed_requests
 from forescale.domain.targets import Target
 
 DAY_S = 86_400
@@ -333,21 +323,9 @@ class PredictiveParams:
     - `slo_gain` and the other `slo_*`: the error-budget controller (`forescale.domain.slo`): misses
       over `slo_setpoint` × the SLO raise the headroom (up to `slo_headroom_max`), misses that came
       from a standing start raise a standing floor (`slo_floor`; at most `slo_floor_max` - 1 times
-      the target's active level, see `slo_floor_level_quantile`), and steps under it lower both
+      the target's usual active rate), and steps under it lower both
       again, never below the calibrated sizing (`slo_headroom_min` 1). 0 turns it off; the budget
       itself is always tracked and reported in the decision's reason.
-    - `slo_controllable`: the controller learns only from the miss its levers could have avoided
-      (`forescale.domain.slo`: the take-over and the part of a surprise beyond the levers' maximum
-      are spent from the budget, and reported, but buy no headroom back). A miss over its share raises
-      the lever that would have served more of it (the floor for a switch-on, the headroom otherwise).
-      One exception: a take-over miss from a standing start (under half the needed capacity in
-      effect) still raises the standing floor, as it says the target is on. False: the controller
-      before the two ledgers, from every miss, with the floor raised by misses from under half the
-      needed capacity.
-    - `slo_floor_level_quantile`: the standing floor is a share of this quantile of the target's
-      non-zero rates (a streaming estimate; 0: their moving average). A target that bursts far
-      above its mean (an LLM client at 67 req/s for 20 minutes) needs the floor at its burst level.
-      `slo_floor_level_quantile=0` is the controller before this parameter.
     """
 
     sizing_quantile: float = 0.92
@@ -391,14 +369,10 @@ class PredictiveParams:
     slo_headroom_min: float = 1.0
     slo_headroom_max: float = 3.0
     slo_floor_max: float = 2.0
-    slo_controllable: bool = True
-    slo_floor_level_quantile: float = 0.9
 
     def __post_init__(self) -> None:
         self.slo  # noqa: B018  # raises on bad SLO-controller values
         self.slo_floor_params  # noqa: B018  # and on a bad slo_floor_max
-        if not 0 <= self.slo_floor_level_quantile < 1:
-            raise ValueError(f"slo_floor_level_quantile must be in [0, 1), got {self.slo_floor_level_quantile}")
         if not 0.5 <= self.sizing_quantile < 1:
             raise ValueError(f"sizing_quantile must be in [0.5, 1), got {self.sizing_quantile}")
         if not 0 < self.level_alpha <= 1:
@@ -516,8 +490,6 @@ class PredictivePolicy(Policy):
         buckets = max(1, p.slo_window_s // self.slo_bucket_s)
         self.slo_requests: deque[float] = deque([0.0], maxlen=buckets)
         self.slo_missed: deque[float] = deque([0.0], maxlen=buckets)
-        # The controllable ledger's share of those misses, in the same buckets (reported, not a budget).
-        self.slo_reachable: deque[float] = deque([0.0], maxlen=buckets)
         self.slo_bucket_at = -1  # start of the newest bucket
         self.slo_typical = 0.0  # EWMA of a step's requests, to weigh busy steps more
         self.log_headroom = 0.0
@@ -525,13 +497,6 @@ class PredictivePolicy(Policy):
         # their usual active rate, raised by misses that started from (nearly) nothing.
         self.log_floor = 0.0
         self.active_level = 0.0  # EWMA of the non-zero rates
-        # The controllable ledger: the capacity the levers at their maximum would have asked for, by the
-        # latest decision that could have landed (None: none could yet), and the decisions still in their lead.
-        self.slo_lever: int | None = None  # the headroom's lever
-        self.slo_lever_floor: int | None = None  # the standing floor's lever
-        self.slo_levers: deque[tuple[float, float, float]] = deque()  # (could land at, headroom's, floor's)
-        self.slo_lever_cap = 0  # the levers as the last `_recommend` priced them
-        self.slo_lever_floor_cap = 0
         # Calm capacity: own recommendations of the last `hold_steps` (scale in only below all of them).
         self.calm_recent: deque[tuple[int, int]] = deque()
 
@@ -570,12 +535,6 @@ class PredictivePolicy(Policy):
             lead = self.target.lead_times
             delay = lead.up_s if requested > self.slo_current else lead.down_s
             self.slo_landings.append((float(now + delay), float(now), float(requested)))
-        if self._controllable_ledger:
-            # A reaction (no `_recommend` at `now`) only ever raises: the levers of the decision before it still hold.
-            at = float(now + self.target.lead_times.up_s)
-            self.slo_levers.append(
-                (at, float(max(self.slo_lever_cap, requested)), float(max(self.slo_lever_floor_cap, requested)))
-            )
 
     def _land(self, t: int) -> None:
         """Move the requests in effect by `t` out of `slo_landings`; the latest-decided rules."""
@@ -590,10 +549,6 @@ class PredictivePolicy(Policy):
 
     def _spend_budget(self, ts: int, rate_rps: float) -> None:
         """Charge the step [ts, ts + step) to the error budget and move the headroom controller."""
-        ledger = self._controllable_ledger
-        if ledger and rate_rps > 0:
-            # The floor's lever is priced from the active level: learned from the warm-up too.
-            self.active_level = active_level_step(self.active_level, rate_rps, self.params.slo_floor_level_quantile)
         if self.slo_current is None:
             return
         self._land(ts)
@@ -606,7 +561,6 @@ class PredictivePolicy(Policy):
             if self.slo_bucket_at >= 0:
                 self.slo_requests.append(0.0)
                 self.slo_missed.append(0.0)
-                self.slo_reachable.append(0.0)
             self.slo_bucket_at = bucket
         self.slo_requests[-1] += requests
         self.slo_missed[-1] += missed
@@ -614,27 +568,15 @@ class PredictivePolicy(Policy):
             requests if self.slo_typical <= 0 else self.slo_typical + 0.01 * (requests - self.slo_typical)
         )
         weight = min(10.0, requests / self.slo_typical) if self.slo_typical > 0 else 1.0
+        if rate_rps > 0:
+            self.active_level = (
+                rate_rps if self.active_level <= 0 else self.active_level + 0.02 * (rate_rps - self.active_level)
+            )
         slo = self.target.slo_miss * self.params.slo_setpoint
         # A miss that started from less than half the capacity the step needed is a switch-on: more
         # headroom multiplies next to nothing, a standing floor is what serves it.
         cold = segments[0][1] < size_for_rate(self.target, rate_rps, self.slo_type) / 2
         over = missed > slo * requests
-        if ledger:
-            by_headroom, by_floor = self._controllable(ts, segments, rate_rps, capacity_rps)
-            self.slo_reachable[-1] += max(by_headroom, by_floor)
-            if self.slo_lever is None and over and cold and self.params.slo_floor:
-                # The take-over, before any decision could land: nothing was controllable and the headroom
-                # learns nothing, but a miss from a standing start says the target is on at its active
-                # level, which is what the standing floor is for (measured: without it, the first landing
-                # decisions on mooncake-2025 and azure-llm-2023 came too small).
-                self.log_floor = controller_step(
-                    self.log_floor, missed, requests, weight, slo, self.params.slo_floor_params
-                )
-                return
-            self._learn(by_headroom, by_floor, requests, weight, slo)
-            return
-        if rate_rps > 0:
-            self.active_level = active_level_step(self.active_level, rate_rps, self.params.slo_floor_level_quantile)
         if over and cold and self.params.slo_floor:
             self.log_floor = controller_step(
                 self.log_floor, missed, requests, weight, slo, self.params.slo_floor_params
@@ -645,68 +587,6 @@ class PredictivePolicy(Policy):
             self.log_floor = controller_step(
                 self.log_floor, missed, requests, weight, slo, self.params.slo_floor_params
             )
-
-    @property
-    def _controllable_ledger(self) -> bool:
-        return bool(self.params.slo_gain and self.params.slo_controllable)
-
-    def _controllable(
-        self, ts: int, segments: list[tuple[int, int]], rate_rps: float, capacity_rps: float
-    ) -> tuple[float, float]:
-        """Of the step's misses, those the headroom's and the floor's lever at their maximum would have served.
-
-        Each lever as priced by the latest decision that could have landed (`slo.lever_segments`).
-        """
-        while self.slo_levers and self.slo_levers[0][0] <= ts:
-            _, headroom_cap, floor_cap = self.slo_levers.popleft()
-            self.slo_lever, self.slo_lever_floor = int(headroom_cap), int(floor_cap)
-        end = ts + self.step_s
-        pending = list(self.slo_levers)
-        headroom = lever_segments(ts, end, self.slo_lever, [(at, h) for at, h, _ in pending])
-        floor = lever_segments(ts, end, self.slo_lever_floor, [(at, f) for at, _, f in pending])
-        return (
-            controllable_missed(self.target, overlay(segments, headroom), rate_rps, capacity_rps),
-            controllable_missed(self.target, overlay(segments, floor), rate_rps, capacity_rps),
-        )
-
-    def _learn(self, by_headroom: float, by_floor: float, requests: float, weight: float, slo: float) -> None:
-        """Move the levers on the controllable ledger: over its share, the lever that would have served
-        more of the miss goes up (the floor serves switch-ons, the headroom misses of scale); under it,
-        both come down."""
-        p = self.params
-        controllable = max(by_headroom, by_floor)
-        if controllable > slo * requests:
-            if p.slo_floor and by_floor > by_headroom:
-                self.log_floor = controller_step(self.log_floor, by_floor, requests, weight, slo, p.slo_floor_params)
-            else:
-                self.log_headroom = controller_step(self.log_headroom, by_headroom, requests, weight, slo, p.slo)
-            return
-        self.log_headroom = controller_step(self.log_headroom, controllable, requests, weight, slo, p.slo)
-        if p.slo_floor:
-            self.log_floor = controller_step(self.log_floor, controllable, requests, weight, slo, p.slo_floor_params)
-
-    def _price_levers(self, unlevered: float, demand: float, itype: str | None) -> None:
-        """Remember the capacity each lever at its maximum would ask for now (the controllable ledger).
-
-        `unlevered` is the demand before the budget's headroom and floor, `demand` the final one.
-        """
-        p = self.params
-        if not self._controllable_ledger:
-            return
-        top = self.target.max_capacity
-        self.slo_lever_cap = min(top, size_for_rate(self.target, max(demand, unlevered * p.slo_headroom_max), itype))
-        standing = (p.slo_floor_max - 1) * self.active_level if p.slo_floor else 0.0
-        self.slo_lever_floor_cap = min(top, size_for_rate(self.target, max(demand, standing), itype))
-
-    def _out_of_reach(self) -> str:
-        """The share of the window's misses no lever could have served, for the reason ('' if none or not tracked)."""
-        missed = sum(self.slo_missed)
-        if not self._controllable_ledger or missed <= 0:
-            return ""
-        out = 1.0 - min(1.0, sum(self.slo_reachable) / missed)
-        if out < 0.005:
-            return ""
-        return f" ({out:.0%} of its misses out of reach: before a decision could land, or beyond the levers)"
 
     @property
     def budget_left(self) -> float:
@@ -900,9 +780,7 @@ class PredictivePolicy(Policy):
                 f"SLO {self.target.slo_miss:.2%}: "
                 + (f"{left:.0%} of the budget left" if left >= 0 else f"budget overspent by {-left:.0%}")
                 + f" over the last {self.params.slo_window_s // 3600} h"
-                + self._out_of_reach()
             )
-        unlevered = demand
         if self.params.slo_gain:
             headroom = math.exp(self.log_headroom)
             demand *= headroom
@@ -916,7 +794,6 @@ class PredictivePolicy(Policy):
             floor = h.peak(p.reactive_window) * p.reactive_headroom
             demand = max(demand, floor)
             cap = self._size(demand, floor, members, instance_type)
-            self._price_levers(unlevered, demand, instance_type)
             return Recommendation(cap, "; ".join(parts), demand_rps=demand, band=(point, point, demand))
         panic = h.last > self.upper_band and not h.last_missing
         floor = h.peak(p.reactive_window) * p.reactive_headroom
@@ -934,8 +811,6 @@ class PredictivePolicy(Policy):
                 parts.append(note)
         # In panic, size for the observed surge itself, not for the calibrated scenarios.
         cap = self._size(demand, floor, [] if panic else members, itype)
-        # Priced in the type in effect: the ledger counts the capacity in effect in its units.
-        self._price_levers(unlevered, demand, instance_type)
         if p.miss_cost_usd is not None and members and not panic:
             parts.append(f"cost-optimal at ${p.miss_cost_usd:g} per missed request")
         if p.slo_gain and cap >= self.target.max_capacity and self.budget_left < 0:

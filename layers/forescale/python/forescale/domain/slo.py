@@ -10,16 +10,6 @@ long-run miss converges to the SLO whatever the forecast's own calibration).
 The realized miss uses the yardstick's model (../shared/bench/README.md): decisions take effect after
 their lead times, judged against the capacity in effect; Lambda spill = requests × Erlang B(P, m),
 SageMaker violations = requests above N × per-instance capacity. Pure: no AWS, no logging.
-
-Two ledgers. The realized budget counts every miss: it is what decisions, status and the reports say.
-With `slo_controllable` (PredictiveParams, on by default), the controller learns only from the
-*controllable* miss: the part of a step's miss that the levers at
-their maximum (headroom `headroom_max`, the standing floor at its most), applied by the decision that
-could have landed in time, would have served (`lever_segments`, `controllable_missed`). Misses before
-any decision could land (the take-over) and the part of an unannounced surge beyond what the levers
-would have bought are spent from the budget but buy no headroom back: more headroom would not have
-avoided them, it would only cost capacity for hours afterwards. (A take-over miss from a standing
-start still teaches the standing floor that the target is on: see PredictiveParams.)
 """
 
 from __future__ import annotations
@@ -92,86 +82,6 @@ def in_effect_segments(
         t, cap, ruling = int(effect), int(c), decided
     out.append((end - t, cap))
     return [(s, c) for s, c in out if s > 0]
-
-
-def lever_segments(
-    start: int, end: int, current: int | None, levers: Iterable[tuple[float, float]]
-) -> list[tuple[int, int | None]]:
-    """The levers' capacity over [start, end): (seconds, capacity) segments, None before any could land.
-
-    `current` is the levers' capacity in effect at `start` (None: no decision could have landed yet);
-    `levers` are (time the decision could have landed, the capacity its levers at their maximum would
-    have asked for), in decision order: from each landing time on, that decision's capacity rules.
-    """
-    out: list[tuple[int, int | None]] = []
-    t, cap = start, current
-    for at, c in levers:
-        if at >= end:
-            break
-        if at > t:
-            out.append((int(at) - t, cap))
-            t = int(at)
-        cap = int(c)
-    out.append((end - t, cap))
-    return [(s, c) for s, c in out if s > 0]
-
-
-def overlay(capacity: list[tuple[int, int]], lever: list[tuple[int, int | None]]) -> list[tuple[int, int, int | None]]:
-    """Two segmentations of the same interval merged: (seconds, capacity in effect, levers' capacity)."""
-    out: list[tuple[int, int, int | None]] = []
-    i = j = 0
-    left_a = capacity[0][0] if capacity else 0
-    left_b = lever[0][0] if lever else 0
-    while i < len(capacity) and j < len(lever):
-        take = min(left_a, left_b)
-        if take > 0:
-            out.append((take, capacity[i][1], lever[j][1]))
-        left_a, left_b = left_a - take, left_b - take
-        if left_a == 0:
-            i += 1
-            left_a = capacity[i][0] if i < len(capacity) else 0
-        if left_b == 0:
-            j += 1
-            left_b = lever[j][0] if j < len(lever) else 0
-    return out
-
-
-def controllable_missed(
-    target: Target, pieces: Iterable[tuple[int, int, int | None]], rate_rps: float, capacity_rps: float
-) -> float:
-    """Requests missed over `pieces` that the levers' capacity would have served.
-
-    Per (seconds, capacity in effect, levers' capacity): missed(capacity) − missed(max(capacity, levers)),
-    nothing where the levers could not have landed (None). For SageMaker this is
-    max(0, min(demand, levers' capacity) − capacity) × seconds; for Lambda the Erlang B difference.
-    """
-    total = 0.0
-    for seconds, capacity, lever in pieces:
-        if lever is None or lever <= capacity:
-            continue
-        total += missed_requests(target, capacity, rate_rps, seconds, capacity_rps) - missed_requests(
-            target, lever, rate_rps, seconds, capacity_rps
-        )
-    return max(0.0, total)
-
-
-def active_level_step(
-    level: float, rate_rps: float, quantile: float, mean_weight: float = 0.02, log_step: float = 0.1
-) -> float:
-    """The next estimate of a target's active level (requests/s) after a non-zero `rate_rps`.
-
-    `quantile` 0: an exponential moving average (weight `mean_weight`) of the non-zero rates.
-    Otherwise a streaming estimate of that quantile of them (stochastic approximation on the log
-    scale): up by `log_step` × `quantile` after a rate above it, down by `log_step` × (1 − `quantile`)
-    after one at or below it, so it settles where that share of the rates is below it. A target
-    that bursts far above its mean needs a standing floor at its burst level, not at its mean.
-    """
-    if level <= 0:
-        return rate_rps
-    if quantile <= 0:
-        return level + mean_weight * (rate_rps - level)
-    step = quantile if rate_rps > level else quantile - 1.0
-    return level * math.exp(log_step * step)
 
 
 def controller_step(

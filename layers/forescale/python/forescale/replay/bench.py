@@ -20,7 +20,6 @@ RUNS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("predictive q0.95", "predictive", {"sizing_quantile": 0.95}),
     ("predictive $1.3e-4/miss", "predictive", {"miss_cost_usd": 0.00013}),
     ("predictive, no SLO controller", "predictive", {"slo_gain": 0.0}),
-    ("predictive, one ledger (learns from every miss)", "predictive", {"slo_controllable": False}),
     ("reactive 1x1.1", "reactive", {"window": 1, "headroom": 1.1}),
     ("reactive 3x1.2", "reactive", {"window": 3, "headroom": 1.2}),
     ("target-tracking", "target-tracking", {}),
