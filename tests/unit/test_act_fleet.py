@@ -338,3 +338,27 @@ def test_given_a_stored_decision_dated_in_the_future_then_it_is_not_applied_and_
     assert puts(w) == ["set_provisioned orders:live=12"]
     future = w.decision("orders", FUTURE)
     assert future.status is S.FAILED and "dated in the future" in (future.outcome or "")
+
+
+def test_a_newer_decision_waits_for_an_older_claim_and_the_claim_is_settled_from_what_aws_has() -> None:
+    # Given a decision claimed by an act invocation that stopped right after AWS took its change
+    w = world()
+    w.lam.add_function("orders")
+    w.target(pc())
+    w.decide("orders", 10)
+    first = w.decision("orders")
+    w.store.transition_decision(first, [S.PENDING], S.APPLYING, lease_until=T0 + 125, now=T0 + 5)
+    w.lam.functions["orders"].provisioned["live"] = ProvisionedConfig(10, 10, 10, "READY")
+    # When a newer decision arrives while that claim's lease runs
+    w.act.apply_decisions([w.decide("orders", 14, at=T0 + 60, previous=10)], T0 + 65)
+    # Then it waits (no race with a change that may be on its way)
+    assert w.decision("orders", T0 + 60).status is S.DEFERRED
+    assert "claimed by another act invocation" in (w.decision("orders", T0 + 60).outcome or "")
+    assert puts(w) == []
+    # and once the lease runs out the claim is settled from AWS, audited as applied, then the newer one goes
+    w.act.sweep(T0 + 125)
+    settled = w.decision("orders")
+    assert settled.status is S.APPLIED and "already" in (settled.outcome or ""), settled.outcome
+    w.act.sweep(T0 + 185)
+    assert w.decision("orders", T0 + 60).status is S.IN_FLIGHT
+    assert puts(w) == ["set_provisioned orders:live=14"]

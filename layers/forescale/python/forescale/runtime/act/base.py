@@ -64,6 +64,7 @@ class Outcome:
     in_flight: InFlightOperation | None = None
     error_code: str | None = None
     confirmed: bool = False  # AWS itself reported `capacity` (a read or a synchronous answer)
+    retry_at: int | None = None  # a DEFERRED outcome: not worth retrying before (epoch s)
 
 
 @dataclass(frozen=True, slots=True)

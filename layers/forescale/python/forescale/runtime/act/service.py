@@ -9,8 +9,11 @@ outcomes, the open-work index, backoff and events.
 
 How one decision goes (every outcome carries a human-readable reason in the decision's `outcome`):
 
-1. A decision that is not the target's newest becomes SUPERSEDED. In dry-run mode, or while
-   forescale is paused, it becomes DRY_RUN: recorded, nothing applied.
+1. A decision that is not the target's newest becomes SUPERSEDED, except one that was claimed by an
+   invocation that stopped before recording its outcome (its lease ran out): its change may have
+   reached AWS, so it is settled from what AWS has first (APPLIED "already in effect" when AWS has
+   it). A newer decision waits (DEFERRED) while an older one's claim still runs. In dry-run mode, or
+   while forescale is paused, a decision becomes DRY_RUN: recorded, nothing applied.
 2. Claim: PENDING | DEFERRED (or APPLYING whose lease expired) → APPLYING with a lease. The claim is
    a conditional write, so a redelivered event or a second act never applies the same decision twice.
 3. Reconcile: finish the target's in-flight operation if AWS has finished it. What AWS has is read
@@ -140,6 +143,11 @@ def _urgency(r: DecisionRecord) -> float:
     if r.capacity <= r.previous or r.capacity == 0:
         return 0.0
     return r.demand_rps * (r.capacity - r.previous) / r.capacity
+
+
+def _claimed(r: DecisionRecord, now: int) -> bool:
+    """Claimed by an act invocation whose lease still runs."""
+    return r.status is S.APPLYING and r.lease_until is not None and r.lease_until > now
 
 
 def _out_of_time(time_left_s: Callable[[], float] | None, margin_s: float) -> bool:
@@ -359,8 +367,12 @@ class ActService:
         if newest_known is None:
             newest_known = self.store.list_decisions(record.target, limit=NEWEST_DEPTH)
         newest = [d for d in newest_known if not _dated_in_future(d, now)]
-        if newest and newest[0].decided_at > record.decided_at:
-            self._supersede(record, allowed, newest[0], run)
+        # A claim whose invocation stopped before recording an outcome (its lease ran out) may have
+        # reached AWS: it is settled from what AWS has, not superseded as if it had never been sent.
+        settling = allowed == {S.APPLYING}
+        newer = newest[0] if newest and newest[0].decided_at > record.decided_at else None
+        if newer is not None and not settling:
+            self._supersede(record, allowed, newer, run)
             return
         orphan = S.IN_FLIGHT in allowed
         if orphan and (run.paused or cfg.mode is Mode.DRY_RUN):
@@ -370,6 +382,16 @@ class ActService:
             why = f"forescale is paused ({run.pause_reason or 'no reason given'})" if run.paused else "dry-run mode"
             message = f"{why}: would {self._actuator(cfg).describe(cfg, record)}; nothing applied"
             self._close(record, allowed, Outcome(S.DRY_RUN, "dry-run", message), run)
+            return
+        held = next((d for d in newest if d.decided_at < record.decided_at and _claimed(d, now)), None)
+        if held is not None and not settling:
+            # Its change may be on its way to AWS: this one waits, so that the two never race and the
+            # older one is settled (and audited) from what AWS has once its lease runs out.
+            message = (
+                f"waiting for the older decision {held.decision_id}, claimed by another act invocation until "
+                f"{held.lease_until}; retried then"
+            )
+            self._close(record, allowed, Outcome(S.DEFERRED, "wait-claimed", message, retry_at=held.lease_until), run)
             return
         try:
             claimed = self.store.transition_decision(
@@ -389,6 +411,8 @@ class ActService:
         outcome = self._apply(cfg, claimed, run, trust)
         if outcome is not None:
             self._finish(claimed, outcome, run)
+        if newer is not None and newer.status in (S.PENDING, S.DEFERRED):
+            run.notes[record.target] = OpenWork(record.target, newer.decided_at, _urgency(newer), now)
 
     def _apply(self, cfg: TargetConfig, record: DecisionRecord, run: ActRun, trust: bool) -> Outcome | None:
         """Reconcile, then apply through the actuator; None when reconciling already finished this decision."""
@@ -578,6 +602,8 @@ class ActService:
             op = state.in_flight if state is not None else None
             if backoff is not None and backoff.until > run.now:
                 due = backoff.until
+            elif outcome.retry_at is not None:
+                due = outcome.retry_at
             elif outcome.action == "wait-in-flight" and op is not None:
                 # Nothing to do before the operation it waits for is worth polling again.
                 due = max(op.started_at + self._first_poll_after_s(op), run.now + self.options.poll_after_s)
@@ -807,13 +833,17 @@ class ActService:
             newest = decisions[0]
             for older in decisions[1:]:
                 allowed = self._claimable(older, run.now)
-                if allowed:
+                if allowed == {S.APPLYING} and candidate is None:
+                    candidate = (older, allowed, _urgency(older))  # settled first: see `_process`
+                elif allowed:
                     self._supersede(older, allowed, newest, run)
-            allowed = self._claimable(newest, run.now)
+            allowed = self._claimable(newest, run.now) if candidate is None else frozenset()
             if allowed:
                 candidate = (newest, allowed, max(note.urgency if note is not None else 0.0, _urgency(newest)))
-            elif newest.status is S.IN_FLIGHT and (
-                state.in_flight is None or state.in_flight.decision_id != newest.decision_id
+            elif (
+                candidate is None
+                and newest.status is S.IN_FLIGHT
+                and (state.in_flight is None or state.in_flight.decision_id != newest.decision_id)
             ):
                 # IN_FLIGHT without the operation in the state (its record was lost): re-derive from AWS.
                 candidate = (newest, frozenset({S.IN_FLIGHT}), _urgency(newest))
