@@ -389,9 +389,12 @@ class ActService:
             # older one is settled (and audited) from what AWS has once its lease runs out.
             message = (
                 f"waiting for the older decision {held.decision_id}, claimed by another act invocation until "
-                f"{held.lease_until}; retried then"
+                f"{held.lease_until}; retried when that one is recorded or its lease runs out"
             )
-            self._close(record, allowed, Outcome(S.DEFERRED, "wait-claimed", message, retry_at=held.lease_until), run)
+            # Looked at again after a poll's interval (the claim is usually recorded within seconds), at
+            # the latest when the lease runs out.
+            retry_at = min(held.lease_until or now, now + self.options.poll_after_s)
+            self._close(record, allowed, Outcome(S.DEFERRED, "wait-claimed", message, retry_at=retry_at), run)
             return
         try:
             claimed = self.store.transition_decision(
