@@ -83,6 +83,19 @@ def error_of(excinfo: pytest.ExceptionInfo[ClientError]) -> tuple[str, int, str]
     return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]["Message"]
 
 
+def make_pk_sk_table(db: Any, name: str) -> None:
+    """A pay-per-request table keyed like forescale's (string PK and SK), no index."""
+    db.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "PK", "AttributeType": "S"},
+            {"AttributeName": "SK", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 def make_role(iam: Any) -> str:
     role: str = iam.create_role(RoleName="fn-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     return role
@@ -814,15 +827,7 @@ def test_expire_items_deletes_exactly_the_items_past_their_ttl_in_tables_with_tt
     with mock_aws():
         db = boto3.client("dynamodb", region_name=REGION)
         for table in ("with-ttl", "without-ttl"):
-            db.create_table(
-                TableName=table,
-                KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
-                AttributeDefinitions=[
-                    {"AttributeName": "PK", "AttributeType": "S"},
-                    {"AttributeName": "SK", "AttributeType": "S"},
-                ],
-                BillingMode="PAY_PER_REQUEST",
-            )
+            make_pk_sk_table(db, table)
             items = {
                 "expired": {"expiration": {"N": str(int(START_S) - 1)}},
                 "expires-later": {"expiration": {"N": str(int(START_S) + 60)}},
@@ -1016,15 +1021,7 @@ def test_a_cancelled_transaction_leaves_every_item_as_it_was_and_a_whole_one_app
     assert DynamoDBBackend.transact_write_items.__qualname__.startswith("patch_transaction_rollback")
     with mock_aws():
         db = boto3.client("dynamodb", region_name=REGION)
-        db.create_table(
-            TableName="t",
-            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "PK", "AttributeType": "S"},
-                {"AttributeName": "SK", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        make_pk_sk_table(db, "t")
         for sk, v in (("updated", "1"), ("deleted", "2"), ("bystander", "3"), ("guard", "4")):
             db.put_item(TableName="t", Item={"PK": {"S": "p"}, "SK": {"S": sk}, "v": {"N": v}})
 

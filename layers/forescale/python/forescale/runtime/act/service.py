@@ -49,7 +49,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 from forescale.adapters.autoscaling import AutoScalingPort
@@ -770,19 +770,23 @@ class ActService:
                 known[:] = [closed if d.decided_at == at else d for d in known]
         return state, {op.decision_id}
 
+    def _owner(self, op: InFlightOperation) -> Actuator | None:
+        """The actuator that started `op` (None for the type switch's phases, or an unknown operation)."""
+        return next((a for a in self.actuators.values() if op.operation in a.operations), None)
+
     def _first_poll_after_s(self, op: InFlightOperation | None) -> int:
-        for actuator in self.actuators.values():
-            if op is not None and op.operation in actuator.operations and actuator.first_poll_after_s is not None:
-                return actuator.first_poll_after_s
+        owner = self._owner(op) if op is not None else None
+        if owner is not None and owner.first_poll_after_s is not None:
+            return owner.first_poll_after_s
         return self.options.poll_after_s
 
     def _poll_op(self, cfg: TargetConfig, op: InFlightOperation, run: ActRun) -> Outcome:
         if op.operation in TypeSwitch.operations:
             return self.type_switch.advance(cfg, op, run)
-        for actuator in self.actuators.values():
-            if op.operation in actuator.operations:
-                return actuator.poll(cfg, op, run)
-        raise RejectedError(op.operation, "UnknownOperation", f"act does not know how to poll {op.operation}")
+        owner = self._owner(op)
+        if owner is None:
+            raise RejectedError(op.operation, "UnknownOperation", f"act does not know how to poll {op.operation}")
+        return owner.poll(cfg, op, run)
 
     # ------------------------------------------------------------ sweep
 
@@ -812,12 +816,8 @@ class ActService:
         """Poll the target's in-flight operation, supersede stale decisions, pick the one to process, and
         (when `reconcile`) re-read a quiet target whose capacity was not confirmed for a while."""
         state = self._state(cfg.name)
-        read: list[list[DecisionRecord]] = []
-
-        def target_decisions() -> list[DecisionRecord]:  # one Query, when needed: not for an operation still running
-            if not read:
-                read.append(self.store.list_decisions(cfg.name, limit=SWEEP_DEPTH))
-            return read[0]
+        # One Query, when needed: not for an operation still running.
+        target_decisions = cache(partial(self.store.list_decisions, cfg.name, limit=SWEEP_DEPTH))
 
         if state.in_flight is not None and cfg.name not in run.polled:
             state, _ = self._poll(cfg, state, run, target_decisions)
